@@ -1,0 +1,55 @@
+"""One queued fal request as the simulator remembers it (in memory, for the process lifetime)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from service.simulator.errors import Failure
+from service.simulator.rules import EndpointRule
+
+
+class Status(StrEnum):
+    """fal's queue states; there is no FAILED: failures are COMPLETED with an error."""
+
+    IN_QUEUE = "IN_QUEUE"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+
+
+@dataclass
+class QueuedRequest:
+    """State of one request from submit to completion, plus its webhook outcome."""
+
+    request_id: str
+    rule: EndpointRule
+    body: dict[str, Any]
+    webhook_url: str | None
+    status: Status = Status.IN_QUEUE
+    submitted_at: float = field(default_factory=time.monotonic)
+    started_at: float | None = None
+    completed_at: float | None = None
+    output: dict[str, Any] | None = None
+    failure: Failure | None = None
+    logs: list[dict[str, Any]] = field(default_factory=list)
+    webhook_outcome: str | None = None
+
+    def log(self, message: str, level: str = "INFO") -> None:
+        """Append one log line in fal's `{message, timestamp, level, source}` shape."""
+        self.logs.append(
+            {
+                "message": message,
+                "timestamp": datetime.now(UTC).isoformat(),
+                "level": level,
+                "source": "USER",
+            }
+        )
+
+    @property
+    def inference_time_s(self) -> float | None:
+        if self.started_at is None or self.completed_at is None:
+            return None
+        return round(self.completed_at - self.started_at, 3)
