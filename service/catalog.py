@@ -15,8 +15,8 @@ Sources (stored copies in shared/seeds, read 2026-11-22; see shared/fal-protocol
 
 Where the sources disagree the catalog accepts the union of the documented values (the policy
 fal-protocol.md §5 recommends) and says so in the field's `note`. A value no source lists is
-refused: fal would answer 422, and a 422 may still be billed (fal-protocol.md §2.5). Defaults are fal's
-documented ones, for the schema and the cost estimate only; validation never injects them.
+refused: fal would answer 422, and a 422 may still be billed (fal-protocol.md §2.5). Defaults
+are fal's documented ones, for the schema and the cost estimate only; validation never injects them.
 
 Limits vidhook adds where fal states none are module constants below, each with its reason.
 """

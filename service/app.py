@@ -1,0 +1,65 @@
+"""The API process, assembled explicitly: routes, error handlers, connections in the lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.routing import Route
+
+from service.context import ApiContext
+from service.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
+from service.fal_webhooks import FalWebhookVerifier, JwksCache
+from service.keys import RedisKeys
+from service.routes.fal_webhooks import receive_fal_webhook
+from service.routes.health import healthz
+from service.routes.jobs import create_job, get_job
+from service.settings import Settings
+from service.store import JobStore
+
+
+def create_app(settings: Settings) -> Starlette:
+    """Build the ASGI app for `settings`; connections open at start-up and close at shutdown."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        redis = Redis.from_url(settings.redis_url, max_connections=200)
+        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
+        jwks = JwksCache(http, str(settings.fal_jwks_url), ttl_s=settings.fal_jwks_cache_s)
+        app.state.ctx = ApiContext(
+            settings=settings,
+            redis=redis,
+            http=http,
+            store=JobStore(
+                redis,
+                RedisKeys(settings.redis_key_prefix, settings.arq_queue_name),
+                job_retention_s=settings.job_retention_s,
+            ),
+            verifier=FalWebhookVerifier(jwks, tolerance_s=settings.fal_webhook_tolerance_s),
+            prices=settings.price_table(),
+        )
+        try:
+            yield
+        finally:
+            await http.aclose()
+            await redis.aclose()
+
+    routes = [
+        Route("/v1/jobs", create_job, methods=["POST"]),
+        Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
+        Route("/v1/fal/webhooks/{job_id}", receive_fal_webhook, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            ApiError: handle_api_error,
+            HTTPException: handle_http_exception,
+            Exception: handle_unexpected,
+        },
+    )

@@ -1,0 +1,111 @@
+"""Turning what fal reports about a request into a job's terminal state, exactly once.
+
+The webhook receiver, the result fetcher and the dispatcher (for refusals at submit) all end
+a job through `finish_job`: the first terminal state wins, later reports are logged and ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from service.fal import normalise_detail
+from service.jobs import ACTIVE_STATUSES, JobStatus, fetch_result_task_id, notify_task_id
+from service.store import JobStore, Moved, Task, now_ms
+
+
+@dataclass(frozen=True, slots=True)
+class FalOutcome:
+    """What fal said a request ended as: a result, an error, or 'ask the result URL'."""
+
+    request_id: str | None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    needs_fetch: bool = False
+
+
+def input_problems_from_fal(detail: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """fal's `detail[]` (`loc` from `body`) in vidhook's error shape (`path` from `input`)."""
+    problems = []
+    for item in detail:
+        loc = item.get("loc")
+        path: list[Any] = ["input"]
+        if isinstance(loc, list):
+            path += loc[1:] if loc and loc[0] == "body" else loc
+        problems.append(
+            {
+                "path": path,
+                "message": str(item.get("msg", "")),
+                "type": str(item.get("type", "fal_error")),
+            }
+        )
+    return problems
+
+
+def fal_error(
+    kind: str, message: str, detail: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The `error` object of a failed job: a type, a message, and fal's own detail if any."""
+    detail = detail or []
+    return {
+        "type": kind,
+        "message": message,
+        "errors": input_problems_from_fal(detail),
+        "fal_detail": detail,
+    }
+
+
+def outcome_from_webhook(payload: dict[str, Any], request_id: str) -> FalOutcome:
+    """Read fal's webhook body: `status` OK or ERROR, `payload`, maybe `payload_error`."""
+    status = payload.get("status")
+    body = payload.get("payload")
+    if status == "OK":
+        if body is None and payload.get("payload_error"):
+            return FalOutcome(request_id=request_id, needs_fetch=True)
+        return FalOutcome(request_id=request_id, result=body)
+    message = str(payload.get("error") or "fal reported an error")
+    detail = normalise_detail(body) if body is not None else []
+    if detail and detail[0].get("msg"):
+        message = f"{message}: {detail[0]['msg']}"
+    return FalOutcome(request_id=request_id, error=fal_error("fal_request_failed", message, detail))
+
+
+async def finish_job(
+    store: JobStore, job_id: str, outcome: FalOutcome, *, has_callback: bool, source: str
+) -> Moved:
+    """Move an active job to completed or failed from fal's outcome, at most once.
+
+    The client's callback is enqueued in the same atomic step. A job already finished keeps
+    its state; the late report is logged to its events.
+    """
+    request_fields: dict[str, str | int] = {}
+    if outcome.request_id:
+        request_fields["fal_request_id"] = outcome.request_id
+    if outcome.needs_fetch:
+        return await store.move(
+            job_id,
+            allowed_from=ACTIVE_STATUSES,
+            to=JobStatus.IN_PROGRESS,
+            fields=request_fields,
+            then=Task(fetch_result_task_id(job_id), "fetch_result", (job_id,)),
+        )
+    if outcome.error is not None:
+        status, fields = JobStatus.FAILED, {"error": json.dumps(outcome.error)}
+    else:
+        status, fields = JobStatus.COMPLETED, {"result": json.dumps(outcome.result)}
+    return await store.move(
+        job_id,
+        allowed_from=ACTIVE_STATUSES,
+        to=status,
+        # The input (possibly megabytes of data URIs) is no longer needed once fal is done.
+        fields={**request_fields, **fields, "completed_at_ms": now_ms(), "input": ""},
+        then=Task(notify_task_id(job_id), "notify_job", (job_id,)) if has_callback else None,
+        refused_event={
+            "event": "late_outcome",
+            "source": source,
+            "status": status.value,
+            "fal_request_id": outcome.request_id,
+        },
+        finished=True,
+    )

@@ -1,0 +1,35 @@
+"""What the API process holds for its lifetime: settings and the connections made at start-up."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import httpx
+from redis.asyncio import Redis
+
+from service.fal_webhooks import FalWebhookVerifier
+from service.prices import PriceTable
+from service.settings import Settings
+from service.store import JobStore
+
+
+@dataclass(slots=True)
+class ApiContext:
+    settings: Settings
+    redis: Redis
+    http: httpx.AsyncClient
+    store: JobStore
+    verifier: FalWebhookVerifier
+    prices: PriceTable
+    tenants_by_key_digest: dict[bytes, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Looked up by digest so that the dict lookup's timing says nothing about real keys.
+        self.tenants_by_key_digest = {
+            key_digest(key): tenant for key, tenant in self.settings.tenants_by_api_key.items()
+        }
+
+
+def key_digest(api_key: str) -> bytes:
+    return hashlib.sha256(api_key.encode()).digest()

@@ -1,0 +1,123 @@
+"""The API's error tree, answered in one place as RFC 9457 `application/problem+json`.
+
+ApiError
+ ├── Unauthorized        401  no or unknown API key
+ ├── NotFound            404  no such resource for this tenant
+ ├── MalformedBody       400  not JSON, or not the JSON shape expected
+ ├── UnsupportedMedia    415  not application/json
+ ├── PayloadTooLarge     413  body over the configured limit
+ ├── Conflict            409  an Idempotency-Key reused for a different request
+ └── InvalidRequest      422  every validation problem at once, each with a path
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://vidhook.dev/problems/"
+
+logger = logging.getLogger("vidhook.api")
+
+
+class ApiError(Exception):
+    status_code = 500
+    slug = "internal-error"
+    title = "Internal server error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    def problem(self) -> dict[str, Any]:
+        return {
+            "type": PROBLEM_TYPE_BASE + self.slug,
+            "title": self.title,
+            "status": self.status_code,
+            "detail": self.detail,
+            **self.extra,
+        }
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+    slug = "unauthorized"
+    title = "Missing or unknown API key"
+
+
+class NotFound(ApiError):
+    status_code = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class MalformedBody(ApiError):
+    status_code = 400
+    slug = "malformed-body"
+    title = "The request body cannot be read"
+
+
+class UnsupportedMedia(ApiError):
+    status_code = 415
+    slug = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    slug = "payload-too-large"
+    title = "Request body too large"
+
+
+class Conflict(ApiError):
+    status_code = 409
+    slug = "conflict"
+    title = "Conflict"
+
+
+class InvalidRequest(ApiError):
+    status_code = 422
+    slug = "validation-failed"
+    title = "The request is not valid"
+
+    def __init__(self, detail: str, errors: Sequence[dict[str, Any]]) -> None:
+        super().__init__(detail, errors=list(errors))
+
+
+def problem_response(problem: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(problem, separators=(",", ":")),
+        status_code=int(problem["status"]),
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+async def handle_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    return problem_response(exc.problem(), headers)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    problem = {
+        "type": "about:blank",
+        "title": exc.detail,
+        "status": exc.status_code,
+        "detail": exc.detail,
+    }
+    return problem_response(problem, dict(exc.headers) if exc.headers else None)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(ApiError("An unexpected error occurred.").problem())

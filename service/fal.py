@@ -1,0 +1,185 @@
+"""fal's queue API, behind one small client.
+
+Error tree (everything an upstream call can raise):
+
+    FalError
+     ├── FalRejected      fal refused the request itself (400/404/422): never retry
+     ├── FalUnavailable   nothing was accepted (429, 5xx, auth, connect failure): retry later
+     └── FalAmbiguous     the request may have reached fal (timeout, dropped connection):
+                          wait for its webhook before sending it again
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+
+class FalError(Exception):
+    """Base of every error the fal client raises."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class FalRejected(FalError):
+    """fal answered that this request cannot be run; `detail` is fal's, normalised to a list."""
+
+    def __init__(self, message: str, *, status_code: int, detail: list[dict[str, Any]]) -> None:
+        super().__init__(message, status_code=status_code)
+        self.detail = detail
+
+
+class FalUnavailable(FalError):
+    """fal did not accept the request; sending it again cannot run it twice."""
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.retry_after_s = retry_after_s
+
+
+class FalAmbiguous(FalError):
+    """The request may or may not have been accepted: resending might pay twice."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitReceipt:
+    request_id: str
+    status_url: str
+    response_url: str
+    cancel_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class FalResult:
+    """A request's result: `ok` with fal's output, or not ok with fal's error detail."""
+
+    ok: bool
+    status_code: int
+    body: Any
+
+
+def normalise_detail(body: Any) -> list[dict[str, Any]]:
+    """fal's `detail` as a list of {loc, msg, type} (some endpoints send a plain string)."""
+    detail = body.get("detail") if isinstance(body, dict) else body
+    if isinstance(detail, list):
+        return [item if isinstance(item, dict) else {"msg": str(item)} for item in detail]
+    if detail is None:
+        return []
+    entry: dict[str, Any] = {"loc": ["body"], "msg": str(detail), "type": "value_error"}
+    if isinstance(body, dict) and body.get("error_type"):
+        entry["type"] = str(body["error_type"])
+    return [entry]
+
+
+def _json_or_text(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:2000]
+
+
+def _retry_after_s(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class FalQueueClient:
+    """Submit, poll and fetch requests on fal's queue (or anything speaking its protocol)."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        queue_base_url: str,
+        api_key: str,
+        submit_timeout_s: float = 15.0,
+    ) -> None:
+        self._client = client
+        self._base = queue_base_url.rstrip("/")
+        self._headers = {"Authorization": f"Key {api_key}"}
+        self._submit_timeout = httpx.Timeout(submit_timeout_s, connect=min(5.0, submit_timeout_s))
+
+    async def submit(self, endpoint: str, fal_input: bytes, *, webhook_url: str) -> SubmitReceipt:
+        """POST the input to `{queue}/{endpoint}?fal_webhook=…`; raises a FalError on failure."""
+        try:
+            response = await self._client.post(
+                f"{self._base}/{endpoint}",
+                params={"fal_webhook": webhook_url},
+                content=fal_input,
+                headers={**self._headers, "Content-Type": "application/json"},
+                timeout=self._submit_timeout,
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise FalUnavailable(f"could not connect to fal: {type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            raise FalAmbiguous(f"fal submit interrupted: {type(exc).__name__}") from exc
+        if response.is_success:
+            return _receipt(response)
+        raise _classify(response, "submit")
+
+    async def status(self, status_url: str) -> dict[str, Any]:
+        """GET a request's queue status; raises FalUnavailable or FalRejected."""
+        response = await self._get(status_url, params={"logs": "1"})
+        if response.status_code in (200, 202):
+            body = _json_or_text(response)
+            if isinstance(body, dict):
+                return body
+            raise FalUnavailable(
+                "status answer is not a JSON object", status_code=response.status_code
+            )
+        raise _classify(response, "status")
+
+    async def result(self, response_url: str) -> FalResult:
+        """GET a finished request's result; a model error comes back as a not-ok FalResult."""
+        response = await self._get(response_url)
+        body = _json_or_text(response)
+        if response.is_success:
+            return FalResult(ok=True, status_code=response.status_code, body=body)
+        if response.status_code in (400, 422):
+            return FalResult(ok=False, status_code=response.status_code, body=body)
+        raise _classify(response, "result")
+
+    async def _get(self, url: str, params: dict[str, str] | None = None) -> httpx.Response:
+        try:
+            return await self._client.get(url, params=params, headers=self._headers)
+        except httpx.TransportError as exc:
+            raise FalUnavailable(f"fal did not answer: {type(exc).__name__}") from exc
+
+
+def _receipt(response: httpx.Response) -> SubmitReceipt:
+    try:
+        body = response.json()
+        return SubmitReceipt(
+            request_id=str(body["request_id"]),
+            status_url=str(body["status_url"]),
+            response_url=str(body["response_url"]),
+            cancel_url=str(body["cancel_url"]),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        # fal said yes but we cannot read which request it made: the webhook will tell us.
+        raise FalAmbiguous("fal accepted the submit but its answer is unreadable") from exc
+
+
+def _classify(response: httpx.Response, call: str) -> FalError:
+    code = response.status_code
+    body = _json_or_text(response)
+    if code in (400, 404, 422):
+        return FalRejected(
+            f"fal refused the {call} ({code})", status_code=code, detail=normalise_detail(body)
+        )
+    text = body if isinstance(body, str) else json.dumps(body)[:500]
+    return FalUnavailable(
+        f"fal {call} answered {code}: {text}",
+        status_code=code,
+        retry_after_s=_retry_after_s(response),
+    )

@@ -1,0 +1,157 @@
+"""The job: its states, the rules between them, and the resource clients see."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+ACTIVE_STATUSES = frozenset(JobStatus) - TERMINAL_STATUSES
+
+
+# ARQ job ids for the work done on a vidhook job. Dispatch uses the vidhook id itself, so
+# enqueuing the same job twice is a no-op in ARQ.
+def dispatch_task_id(job_id: str) -> str:
+    return job_id
+
+
+def notify_task_id(job_id: str) -> str:
+    return f"notify:{job_id}"
+
+
+def fetch_result_task_id(job_id: str) -> str:
+    return f"fetch:{job_id}"
+
+
+def event_type_for(status: JobStatus) -> str:
+    """The callback event type announcing a terminal status, e.g. `job.completed`."""
+    return f"job.{status.value}"
+
+
+def iso_from_ms(value_ms: int | None) -> str | None:
+    if value_ms is None:
+        return None
+    return (
+        datetime.fromtimestamp(value_ms / 1000, tz=UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job as stored in its Redis hash (see store.py for the field names)."""
+
+    id: str
+    tenant: str
+    endpoint: str
+    status: JobStatus
+    created_at_ms: int
+    updated_at_ms: int
+    webhook_token: str
+    input: dict[str, Any] | None
+    callback_url: str | None
+    metadata: dict[str, Any] | None
+    estimated_cost_usd: float | None
+    fal_request_id: str | None
+    fal_status_url: str | None
+    fal_response_url: str | None
+    fal_cancel_url: str | None
+    submitted_at_ms: int | None
+    submit_pending_since_ms: int | None
+    submit_attempts: int
+    completed_at_ms: int | None
+    result: Any
+    error: dict[str, Any] | None
+    callback_status: str | None
+    callback_attempts: int
+    callback_last_error: str | None
+
+    @classmethod
+    def from_hash(cls, raw: dict[bytes, bytes]) -> Job:
+        fields = {key.decode(): value.decode() for key, value in raw.items()}
+
+        def text(name: str) -> str | None:
+            value = fields.get(name)
+            return value if value else None
+
+        def number(name: str) -> int | None:
+            value = fields.get(name)
+            return int(value) if value else None
+
+        def decoded(name: str) -> Any:
+            value = fields.get(name)
+            return json.loads(value) if value else None
+
+        cost = text("estimated_cost_usd")
+        return cls(
+            id=fields["id"],
+            tenant=fields["tenant"],
+            endpoint=fields["endpoint"],
+            status=JobStatus(fields["status"]),
+            created_at_ms=int(fields["created_at_ms"]),
+            updated_at_ms=int(fields.get("updated_at_ms") or fields["created_at_ms"]),
+            webhook_token=fields["webhook_token"],
+            input=decoded("input"),
+            callback_url=text("callback_url"),
+            metadata=decoded("metadata"),
+            estimated_cost_usd=float(cost) if cost else None,
+            fal_request_id=text("fal_request_id"),
+            fal_status_url=text("fal_status_url"),
+            fal_response_url=text("fal_response_url"),
+            fal_cancel_url=text("fal_cancel_url"),
+            submitted_at_ms=number("submitted_at_ms"),
+            submit_pending_since_ms=number("submit_pending_since_ms"),
+            submit_attempts=number("submit_attempts") or 0,
+            completed_at_ms=number("completed_at_ms"),
+            result=decoded("result"),
+            error=decoded("error"),
+            callback_status=text("callback_status"),
+            callback_attempts=number("callback_attempts") or 0,
+            callback_last_error=text("callback_last_error"),
+        )
+
+    def to_resource(self) -> dict[str, Any]:
+        """The job as the API and callbacks show it to its tenant."""
+        resource: dict[str, Any] = {
+            "id": self.id,
+            "object": "job",
+            "status": self.status.value,
+            "endpoint": self.endpoint,
+            "created_at": iso_from_ms(self.created_at_ms),
+            "updated_at": iso_from_ms(self.updated_at_ms),
+            "submitted_at": iso_from_ms(self.submitted_at_ms),
+            "completed_at": iso_from_ms(self.completed_at_ms),
+            "fal_request_id": self.fal_request_id,
+            "estimated_cost_usd": self.estimated_cost_usd,
+            "metadata": self.metadata,
+            "result": self.result if self.status is JobStatus.COMPLETED else None,
+            "error": self.error if self.status is JobStatus.FAILED else None,
+            "links": {"self": f"/v1/jobs/{self.id}"},
+        }
+        if self.callback_url is not None:
+            resource["callback"] = {
+                "url": self.callback_url,
+                "status": self.callback_status or "pending",
+                "attempts": self.callback_attempts,
+                "last_error": self.callback_last_error,
+            }
+        return resource

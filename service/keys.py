@@ -1,0 +1,42 @@
+"""Every Redis key vidhook uses, built in one place under one prefix.
+
+ARQ's own keys (`arq:job:…`, `arq:result:…`) keep ARQ's names: the worker reads them.
+"""
+
+from __future__ import annotations
+
+from arq.constants import job_key_prefix, result_key_prefix
+
+
+class RedisKeys:
+    def __init__(self, prefix: str, queue_name: str) -> None:
+        self.prefix = prefix
+        self.queue = queue_name
+
+    def job(self, job_id: str) -> str:
+        """Hash holding one job's record."""
+        return f"{self.prefix}job:{job_id}"
+
+    def job_events(self, job_id: str) -> str:
+        """Capped list of what happened to a job that did not change it (duplicates, resubmits)."""
+        return f"{self.prefix}job:{job_id}:events"
+
+    def tenant_jobs(self, tenant: str) -> str:
+        """Sorted set of a tenant's job ids by creation time (ms)."""
+        return f"{self.prefix}jobs:{tenant}"
+
+    def idempotency(self, tenant: str, key: str) -> str:
+        """A client's Idempotency-Key, pointing at the job it created."""
+        return f"{self.prefix}idem:{tenant}:{key}"
+
+    def job_updates(self, job_id: str) -> str:
+        """Pub/sub channel announcing a job's status changes to waiting readers."""
+        return f"{self.prefix}updates:{job_id}"
+
+    @staticmethod
+    def arq_job(arq_job_id: str) -> str:
+        return job_key_prefix + arq_job_id
+
+    @staticmethod
+    def arq_result(arq_job_id: str) -> str:
+        return result_key_prefix + arq_job_id

@@ -1,0 +1,50 @@
+"""POST /v1/fal/webhooks/{job_id}?token=…: fal's completion, verified before a byte is trusted."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from service.bodies import read_limited
+from service.completions import finish_job, outcome_from_webhook
+from service.context import ApiContext
+from service.errors import MalformedBody, NotFound, Unauthorized
+from service.fal_webhooks import WebhookRejected
+
+logger = logging.getLogger("vidhook.webhooks")
+
+
+async def receive_fal_webhook(request: Request) -> Response:
+    ctx: ApiContext = request.app.state.ctx
+    job_id = request.path_params["job_id"]
+    token = request.query_params.get("token", "")
+    stored_token, callback_url = await ctx.redis.hmget(  # type: ignore[misc]
+        ctx.store.keys.job(job_id), ["webhook_token", "callback_url"]
+    )
+    # The URL names the job and carries its secret token: a forged URL is refused before any
+    # signature work, and without saying whether the job exists.
+    if stored_token is None or not hmac.compare_digest(stored_token, token.encode()):
+        raise NotFound("No such webhook.")
+    body = await read_limited(request, ctx.settings.max_webhook_bytes)
+    try:
+        delivery = await ctx.verifier.verify(request.headers, body)
+    except WebhookRejected as exc:
+        logger.warning("refused fal webhook for %s: %s", job_id, exc)
+        raise Unauthorized(f"Webhook signature rejected: {exc}") from exc
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedBody("The webhook body is not JSON.") from exc
+    if not isinstance(payload, dict):
+        raise MalformedBody("The webhook body is not a JSON object.")
+    outcome = outcome_from_webhook(payload, payload.get("request_id") or delivery.request_id)
+    moved = await finish_job(
+        ctx.store, job_id, outcome, has_callback=bool(callback_url), source="webhook"
+    )
+    if not moved.applied:
+        logger.info("duplicate or late fal webhook for %s (job already %s)", job_id, moved.previous)
+    return JSONResponse({"received": True, "applied": moved.applied})

@@ -1,0 +1,136 @@
+"""One typed settings object, read once from the environment and validated at start-up."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Annotated
+
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from service.callbacks import decode_signing_secret
+from service.prices import PriceTable
+
+
+class Settings(BaseSettings):
+    """Everything vidhook's API and workers are configured by.
+
+    Each field is read from the environment variable of the same name in upper case.
+    Construct with `Settings()` (environment) or keyword arguments (tests).
+    """
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    redis_url: str = Field(
+        description="Redis holding jobs and the ARQ queue, e.g. redis://host:6379/0"
+    )
+    redis_key_prefix: str = "vh:"
+    arq_queue_name: str = "vidhook:queue"
+
+    fal_key: SecretStr = Field(description="fal API key, sent as `Authorization: Key <FAL_KEY>`")
+    fal_queue_base_url: AnyHttpUrl = AnyHttpUrl("https://queue.fal.run")
+    fal_jwks_url: AnyHttpUrl = AnyHttpUrl("https://rest.fal.ai/.well-known/jwks.json")
+    fal_submit_timeout_s: float = 15.0
+    fal_jwks_cache_s: float = Field(
+        default=3600.0, le=86_400, description="fal: never cache > 24 h"
+    )
+    fal_webhook_tolerance_s: int = 300
+
+    public_base_url: AnyHttpUrl = Field(
+        description="How fal reaches this service's webhook receiver"
+    )
+
+    api_keys: Annotated[str, NoDecode] = Field(
+        description="Comma-separated `key:tenant` pairs; clients send `Authorization: Bearer <key>`"
+    )
+    callback_signing_secret: SecretStr = Field(description="Standard Webhooks secret, `whsec_…`")
+    callback_allow_private_targets: bool = False
+    callback_timeout_s: float = 10.0
+    callback_max_tries: int = 12
+
+    allowed_endpoints: Annotated[str, NoDecode] = Field(
+        default="",
+        description="Comma-separated globs of other fal endpoints to pass through unvalidated",
+    )
+    price_overrides: str | None = Field(
+        default=None, description="JSON overriding the built-in price table (see README)"
+    )
+    job_retention_s: int = 7 * 86_400
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Room for the largest valid request: reference-to-video with 3 x 8 MiB data URIs (~34 MB).
+    max_request_bytes: int = 40 * 1024 * 1024
+    max_webhook_bytes: int = 4 * 1024 * 1024
+
+    dispatch_max_tries: int = 8
+    retry_base_delay_s: float = 2.0
+    retry_max_delay_s: float = 300.0
+    ambiguous_submit_grace_s: float = 120.0
+    worker_max_jobs: int = 50
+    worker_poll_delay_s: float = 0.05
+
+    @field_validator("api_keys")
+    @classmethod
+    def _api_keys_are_pairs(cls, value: str) -> str:
+        _parse_api_keys(value)
+        return value
+
+    @field_validator("callback_signing_secret")
+    @classmethod
+    def _secret_is_whsec(cls, value: SecretStr) -> SecretStr:
+        # The same check the callback sender applies, so a bad secret fails here, at start-up.
+        decode_signing_secret(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _retry_bounds(self) -> Settings:
+        if self.retry_base_delay_s > self.retry_max_delay_s:
+            raise ValueError("RETRY_BASE_DELAY_S must not exceed RETRY_MAX_DELAY_S")
+        return self
+
+    @cached_property
+    def tenants_by_api_key(self) -> dict[str, str]:
+        return _parse_api_keys(self.api_keys)
+
+    @cached_property
+    def allowed_endpoint_patterns(self) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.allowed_endpoints.split(",") if part.strip())
+
+    def price_table(self) -> PriceTable:
+        return PriceTable.from_overrides(self.price_overrides)
+
+    def fal_webhook_url(self, job_id: str, token: str) -> str:
+        """The receiver URL fal calls for one job: it names the job and carries its token."""
+        base = str(self.public_base_url).rstrip("/")
+        return f"{base}/v1/fal/webhooks/{job_id}?token={token}"
+
+
+def _parse_api_keys(value: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        key, sep, tenant = item.rpartition(":")
+        if not sep or not key or not tenant:
+            raise ValueError("each entry must be `key:tenant`")
+        if len(key) < 16:
+            raise ValueError(f"API key for tenant {tenant!r} is shorter than 16 characters")
+        pairs[key] = tenant
+    if not pairs:
+        raise ValueError("at least one `key:tenant` pair is required")
+    return pairs
+
+
+def describe_validation_error(exc: Exception) -> str:
+    """A settings ValidationError as lines naming the environment variables."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    lines = ["vidhook: invalid configuration:"]
+    for error in exc.errors():
+        name = ".".join(str(part) for part in error["loc"]).upper() or "(settings)"
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"  {name}: {message}")
+    return "\n".join(lines)

@@ -1,0 +1,172 @@
+"""Jobs in Redis: creation with its dispatch task in one round trip, and atomic state moves."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from importlib import resources
+from typing import Any
+
+from arq.constants import expires_extra_ms
+from arq.jobs import serialize_job
+from redis.asyncio import Redis
+
+from service.jobs import Job, JobStatus
+from service.keys import RedisKeys
+
+FieldValue = str | int | float
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _lua(name: str) -> str:
+    return resources.files("service").joinpath("lua", name).read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """An ARQ task to enqueue: the ARQ job id, the function name and its positional arguments."""
+
+    task_id: str
+    function: str
+    args: tuple[Any, ...]
+
+    def payload(self, enqueue_time_ms: int) -> bytes:
+        return serialize_job(self.function, self.args, {}, None, enqueue_time_ms)
+
+
+class CreateOutcome(Enum):
+    CREATED = 1
+    REPLAYED = 0
+    KEY_REUSED = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """What a transition did: `applied`, and the status the job had before it (None: no job)."""
+
+    applied: bool
+    previous: JobStatus | None
+
+
+class JobStore:
+    """Reads and writes job records; every write that depends on the state is a Lua script."""
+
+    def __init__(self, redis: Redis, keys: RedisKeys, *, job_retention_s: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.job_retention_s = job_retention_s
+        self._create = redis.register_script(_lua("create_job.lua"))
+        self._transition = redis.register_script(_lua("transition.lua"))
+
+    async def create(
+        self,
+        job_id: str,
+        tenant: str,
+        fields: Mapping[str, FieldValue],
+        dispatch: Task,
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+        idempotency_ttl_s: int = 86_400,
+    ) -> tuple[CreateOutcome, str]:
+        """Record a job and enqueue its dispatch task; returns the outcome and the job's id.
+
+        With an idempotency key already used by this tenant, nothing is written: the outcome
+        says whether the earlier request was the same one (REPLAYED) or not (KEY_REUSED).
+        """
+        created_ms = int(fields["created_at_ms"])
+        keys = [
+            self.keys.job(job_id),
+            self.keys.tenant_jobs(tenant),
+            self.keys.arq_job(dispatch.task_id),
+            self.keys.arq_result(dispatch.task_id),
+            self.keys.queue,
+            self.keys.idempotency(tenant, idempotency_key) if idempotency_key else "",
+        ]
+        args: list[Any] = [
+            job_id,
+            created_ms,
+            dispatch.payload(created_ms),
+            expires_extra_ms,
+            idempotency_ttl_s,
+            fingerprint,
+        ]
+        for name, value in fields.items():
+            args += [name, value]
+        code, existing_id = await self._create(keys=keys, args=args)
+        return CreateOutcome(int(code)), existing_id.decode()
+
+    async def get(self, job_id: str) -> Job | None:
+        raw = await self.redis.hgetall(self.keys.job(job_id))  # type: ignore[misc]
+        return Job.from_hash(raw) if raw else None
+
+    async def move(
+        self,
+        job_id: str,
+        *,
+        allowed_from: Iterable[JobStatus] | None,
+        to: JobStatus | None,
+        fields: Mapping[str, FieldValue] | None = None,
+        then: Task | None = None,
+        refused_event: Mapping[str, Any] | None = None,
+        finished: bool = False,
+        guard: tuple[str, str] | None = None,
+    ) -> Moved:
+        """Set `to` (and write `fields`) only if the job's status is in `allowed_from`.
+
+        `allowed_from=None` allows any status; `to=None` keeps the status and writes fields.
+        `then` is enqueued in the same atomic step. `finished` starts the retention clock.
+        A refused move logs `refused_event` to the job's event list. `guard=(field, value)`
+        also refuses the move unless that field currently holds exactly `value`.
+        """
+        when_ms = now_ms()
+        task_id = then.task_id if then else ""
+        keys = [
+            self.keys.job(job_id),
+            self.keys.job_events(job_id),
+            self.keys.job_updates(job_id),
+            self.keys.arq_job(task_id),
+            self.keys.arq_result(task_id),
+            self.keys.queue,
+        ]
+        args: list[Any] = [
+            "*" if allowed_from is None else " ".join(status.value for status in allowed_from),
+            to.value if to else "",
+            when_ms,
+            task_id,
+            then.payload(when_ms) if then else "",
+            expires_extra_ms,
+            self.job_retention_s if finished else "",
+            json.dumps({"at_ms": when_ms, **refused_event}) if refused_event else "",
+            guard[0] if guard else "",
+            guard[1] if guard else "",
+        ]
+        for name, value in (fields or {}).items():
+            args += [name, value]
+        code, status = await self._transition(keys=keys, args=args)
+        previous = JobStatus(status.decode()) if status else None
+        return Moved(applied=int(code) == 1, previous=previous)
+
+    async def record_event(
+        self, job_id: str, event: Mapping[str, Any], *, counter: str | None = None
+    ) -> None:
+        """Log something that happened to a job without changing it; optionally count it."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(self.keys.job_events(job_id), json.dumps({"at_ms": now_ms(), **event}))
+            pipe.ltrim(self.keys.job_events(job_id), -50, -1)
+            if counter:
+                pipe.hincrby(self.keys.job(job_id), counter, 1)
+            await pipe.execute()
+
+    async def events(self, job_id: str) -> list[dict[str, Any]]:
+        raw = await self.redis.lrange(self.keys.job_events(job_id), 0, -1)  # type: ignore[misc]
+        return [json.loads(item) for item in raw]
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())

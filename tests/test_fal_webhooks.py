@@ -1,0 +1,215 @@
+"""The fal webhook receiver: nothing unverified changes a job; the first terminal state wins."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from redis import Redis
+
+from service.localredis import LocalRedis
+from service.settings import Settings
+from tests.conftest import SIMULATOR_SIGNING_SEED, i2v_body, wait_for
+from tests.support.falproxy import FalProxy, Fault
+
+SIM_KEY = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(SIMULATOR_SIGNING_SEED))
+USER_ID = "test-user"
+
+
+def signed_headers(
+    body: bytes,
+    request_id: str,
+    *,
+    key: Ed25519PrivateKey = SIM_KEY,
+    timestamp_s: int | None = None,
+) -> dict[str, str]:
+    timestamp = str(int(time.time()) if timestamp_s is None else timestamp_s)
+    message = "\n".join([request_id, USER_ID, timestamp, hashlib.sha256(body).hexdigest()]).encode()
+    return {
+        "content-type": "application/json",
+        "x-fal-webhook-request-id": request_id,
+        "x-fal-webhook-user-id": USER_ID,
+        "x-fal-webhook-timestamp": timestamp,
+        "x-fal-webhook-signature": key.sign(message).hex(),
+    }
+
+
+@pytest.fixture
+def silent_job(client: httpx.Client, fal_proxy: FalProxy, redis_server: LocalRedis,
+               settings: Settings) -> dict[str, Any]:  # fmt: skip
+    """A job fal "accepted" (a fake receipt) and never calls back: only test webhooks reach it."""
+    case = f"silent-{uuid.uuid4().hex[:10]}"
+    fal_proxy.script(case, Fault("swallow"))
+    job = client.post("/v1/jobs", json=i2v_body(case)).json()
+    job = wait_for(client, job["id"], lambda j: j["status"] == "submitted")
+    with Redis.from_url(redis_server.url) as redis:
+        token = redis.hget(f"{settings.redis_key_prefix}job:{job['id']}", "webhook_token")
+    assert token is not None
+    job["webhook_url"] = (
+        f"{settings.public_base_url}v1/fal/webhooks/{job['id']}?token={token.decode()}"
+    )
+    return job
+
+
+def ok_payload(request_id: str, url: str = "https://v3.fal.media/files/out.mp4") -> bytes:
+    return json.dumps(
+        {
+            "request_id": request_id,
+            "gateway_request_id": request_id,
+            "status": "OK",
+            "payload": {"video": {"url": url}},
+        }
+    ).encode()
+
+
+def test_a_verified_ok_webhook_completes_the_job(
+    client: httpx.Client, silent_job: dict[str, Any]
+) -> None:
+    body = ok_payload(silent_job["fal_request_id"])
+    answer = httpx.post(
+        silent_job["webhook_url"],
+        content=body,
+        headers=signed_headers(body, silent_job["fal_request_id"]),
+    )
+    assert answer.status_code == 200
+    job = client.get(f"/v1/jobs/{silent_job['id']}").json()
+    assert job["status"] == "completed"
+    assert job["result"] == {"video": {"url": "https://v3.fal.media/files/out.mp4"}}
+
+
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        "body_changed",
+        "stale_timestamp",
+        "future_timestamp",
+        "unknown_key",
+        "missing_signature",
+        "garbage_signature",
+    ],
+)
+def test_an_unverifiable_webhook_is_refused_and_changes_nothing(
+    client: httpx.Client, silent_job: dict[str, Any], forgery: str
+) -> None:
+    request_id = silent_job["fal_request_id"]
+    body = ok_payload(request_id)
+    headers = signed_headers(body, request_id)
+    if forgery == "body_changed":
+        body = ok_payload(request_id, url="https://evil.example/x.mp4")
+    elif forgery == "stale_timestamp":
+        headers = signed_headers(body, request_id, timestamp_s=int(time.time()) - 310)
+    elif forgery == "future_timestamp":
+        headers = signed_headers(body, request_id, timestamp_s=int(time.time()) + 310)
+    elif forgery == "unknown_key":
+        headers = signed_headers(body, request_id, key=Ed25519PrivateKey.generate())
+    elif forgery == "missing_signature":
+        del headers["x-fal-webhook-signature"]
+    elif forgery == "garbage_signature":
+        headers["x-fal-webhook-signature"] = "zz" * 64
+    answer = httpx.post(silent_job["webhook_url"], content=body, headers=headers)
+    assert answer.status_code == 401
+    assert client.get(f"/v1/jobs/{silent_job['id']}").json()["status"] == "submitted"
+
+
+def test_a_webhook_to_a_forged_url_is_refused_before_signature_checks(
+    client: httpx.Client, silent_job: dict[str, Any]
+) -> None:
+    request_id = silent_job["fal_request_id"]
+    body = ok_payload(request_id)
+    forged = silent_job["webhook_url"].split("?")[0] + "?token=guessed"
+    assert (
+        httpx.post(forged, content=body, headers=signed_headers(body, request_id)).status_code
+        == 404
+    )
+    assert client.get(f"/v1/jobs/{silent_job['id']}").json()["status"] == "submitted"
+
+
+def test_duplicate_and_conflicting_webhooks_after_the_first_are_harmless(
+    client: httpx.Client, silent_job: dict[str, Any], redis_server: LocalRedis, settings: Settings
+) -> None:
+    request_id = silent_job["fal_request_id"]
+    error_body = json.dumps(
+        {
+            "request_id": request_id,
+            "status": "ERROR",
+            "error": "Invalid status code: 422",
+            "payload": {
+                "detail": [
+                    {
+                        "loc": ["body", "image_url"],
+                        "msg": "File download error",
+                        "type": "file_download_error",
+                    }
+                ]
+            },
+        }
+    ).encode()
+    first = httpx.post(
+        silent_job["webhook_url"],
+        content=error_body,
+        headers=signed_headers(error_body, request_id),
+    )
+    assert first.json() == {"received": True, "applied": True}
+    failed = client.get(f"/v1/jobs/{silent_job['id']}").json()
+    assert failed["status"] == "failed"
+    assert failed["error"]["errors"] == [
+        {
+            "path": ["input", "image_url"],
+            "message": "File download error",
+            "type": "file_download_error",
+        }
+    ]
+
+    again = httpx.post(
+        silent_job["webhook_url"],
+        content=error_body,
+        headers=signed_headers(error_body, request_id),
+    )
+    late_ok = ok_payload(request_id)
+    later = httpx.post(
+        silent_job["webhook_url"], content=late_ok, headers=signed_headers(late_ok, request_id)
+    )
+    assert again.status_code == later.status_code == 200
+    assert again.json()["applied"] is later.json()["applied"] is False
+    assert client.get(f"/v1/jobs/{silent_job['id']}").json() == failed
+    with Redis.from_url(redis_server.url) as redis:
+        events = redis.lrange(f"{settings.redis_key_prefix}job:{silent_job['id']}:events", 0, -1)
+    assert [json.loads(e)["event"] for e in events] == ["late_outcome", "late_outcome"]
+
+
+def test_an_ok_webhook_without_payload_is_completed_from_fals_result_url(
+    client: httpx.Client, fal_proxy: FalProxy, redis_server: LocalRedis, settings: Settings
+) -> None:
+    # fal sends `payload: null` + `payload_error` when the output could not be embedded; the
+    # result must then be read from the response URL. The request really runs on the simulator
+    # (which is never told our webhook URL), so its status and result URLs answer.
+    case = f"payload-error-{uuid.uuid4().hex[:8]}"
+    fal_proxy.script(case, Fault("mute"))
+    job = client.post("/v1/jobs", json=i2v_body(case)).json()
+    job = wait_for(client, job["id"], lambda j: j["status"] == "submitted")
+    with Redis.from_url(redis_server.url) as redis:
+        token = redis.hget(f"{settings.redis_key_prefix}job:{job['id']}", "webhook_token")
+    assert token is not None
+    url = f"{settings.public_base_url}v1/fal/webhooks/{job['id']}?token={token.decode()}"
+    request_id = job["fal_request_id"]
+    body = json.dumps(
+        {
+            "request_id": request_id,
+            "status": "OK",
+            "payload": None,
+            "payload_error": "Response payload is not JSON serializable.",
+        }
+    ).encode()
+    assert (
+        httpx.post(url, content=body, headers=signed_headers(body, request_id)).status_code == 200
+    )
+
+    done = wait_for(client, job["id"], lambda j: j["status"] in ("completed", "failed"))
+    assert done["status"] == "completed", done
+    assert done["result"]["video"]["url"].endswith(".mp4")

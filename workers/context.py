@@ -1,0 +1,75 @@
+"""What a worker process holds for its lifetime: built in on_startup, closed in on_shutdown."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from service.callbacks import CallbackSender
+from service.fal import FalQueueClient
+from service.keys import RedisKeys
+from service.settings import Settings
+from service.store import JobStore
+
+CONTEXT_KEY = "vidhook"
+
+
+@dataclass(slots=True)
+class WorkerContext:
+    settings: Settings
+    http: httpx.AsyncClient
+    store: JobStore
+    fal: FalQueueClient
+    callbacks: CallbackSender
+
+    def backoff_s(self, job_try: int) -> float:
+        """Exponential back-off with jitter for the `job_try`-th try (1-based)."""
+        exponential: float = self.settings.retry_base_delay_s * 2.0 ** (job_try - 1)
+        return min(self.settings.retry_max_delay_s, exponential) * random.uniform(0.5, 1.0)
+
+
+def worker_context(ctx: dict[str, Any]) -> WorkerContext:
+    found: WorkerContext = ctx[CONTEXT_KEY]
+    return found
+
+
+async def on_startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx["settings"]
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(30.0, connect=5.0),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        follow_redirects=False,
+        # Callbacks must go straight to the address that was checked, never via an
+        # environment-configured proxy.
+        trust_env=False,
+    )
+    ctx[CONTEXT_KEY] = WorkerContext(
+        settings=settings,
+        http=http,
+        store=JobStore(
+            ctx["redis"],
+            RedisKeys(settings.redis_key_prefix, settings.arq_queue_name),
+            job_retention_s=settings.job_retention_s,
+        ),
+        fal=FalQueueClient(
+            http,
+            queue_base_url=str(settings.fal_queue_base_url),
+            api_key=settings.fal_key.get_secret_value(),
+            submit_timeout_s=settings.fal_submit_timeout_s,
+        ),
+        callbacks=CallbackSender(
+            http,
+            settings.callback_signing_secret.get_secret_value(),
+            allow_private_targets=settings.callback_allow_private_targets,
+            timeout_s=settings.callback_timeout_s,
+        ),
+    )
+
+
+async def on_shutdown(ctx: dict[str, Any]) -> None:
+    context = ctx.get(CONTEXT_KEY)
+    if isinstance(context, WorkerContext):
+        await context.http.aclose()

@@ -1,0 +1,123 @@
+"""dispatch_job: submit a queued job to fal, once.
+
+Safe to run twice or after a crash: a job that has left `queued`/`submitting` is left alone,
+and a submit that may have reached fal (timeout, crash mid-POST) is not resent until the grace
+period for its webhook has passed — resending would pay twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from arq import Retry
+
+from service.completions import FalOutcome, fal_error, finish_job
+from service.fal import FalAmbiguous, FalRejected, FalUnavailable
+from service.jobs import JobStatus
+from service.store import now_ms
+from workers.context import worker_context
+
+logger = logging.getLogger("vidhook.dispatch")
+
+DISPATCHABLE = (JobStatus.QUEUED, JobStatus.SUBMITTING)
+
+
+async def dispatch_job(ctx: dict[str, Any], job_id: str) -> str:
+    """Submit job `job_id` to fal; returns what happened, raises Retry to try again later."""
+    w = worker_context(ctx)
+    job_try: int = ctx.get("job_try", 1)
+    last_try = job_try >= w.settings.dispatch_max_tries
+    job = await w.store.get(job_id)
+    if job is None or job.status not in DISPATCHABLE:
+        return f"skipped: {job.status.value if job else 'missing'}"
+
+    if job.submit_pending_since_ms is not None:
+        # An earlier try sent the POST and never learned the answer. If fal accepted it, its
+        # webhook moves the job on; give it the grace period before paying for a second one.
+        waited_s = (now_ms() - job.submit_pending_since_ms) / 1000
+        remaining_s = w.settings.ambiguous_submit_grace_s - waited_s
+        if remaining_s > 0 and not last_try:
+            raise Retry(defer=remaining_s)
+        await w.store.record_event(
+            job_id, {"event": "resubmit", "waited_s": round(waited_s, 1)}, counter="resubmits"
+        )
+        logger.warning(
+            "resubmitting %s: no word from fal %.0fs after an unclear submit", job_id, waited_s
+        )
+
+    # Claim the submit: only one claimant can move the attempt counter on from what it read.
+    moved = await w.store.move(
+        job_id,
+        allowed_from=DISPATCHABLE,
+        to=JobStatus.SUBMITTING,
+        fields={"submit_pending_since_ms": now_ms(), "submit_attempts": job.submit_attempts + 1},
+        guard=("submit_attempts", str(job.submit_attempts)),
+    )
+    if not moved.applied:
+        return f"skipped: {moved.previous}"
+
+    webhook_url = w.settings.fal_webhook_url(job_id, job.webhook_token)
+    fal_input = json.dumps(job.input, separators=(",", ":")).encode()
+    try:
+        receipt = await w.fal.submit(job.endpoint, fal_input, webhook_url=webhook_url)
+    except FalRejected as exc:
+        await finish_job(
+            w.store,
+            job_id,
+            FalOutcome(request_id=None, error=fal_error("fal_rejected", str(exc), exc.detail)),
+            has_callback=job.callback_url is not None,
+            source="submit",
+        )
+        return "rejected by fal"
+    except FalUnavailable as exc:
+        # Nothing was accepted, so the next try may submit straight away.
+        await w.store.move(
+            job_id, allowed_from=DISPATCHABLE, to=None, fields={"submit_pending_since_ms": ""}
+        )
+        return await _retry_or_fail(ctx, job_id, str(exc), exc.retry_after_s, last_try)
+    except FalAmbiguous as exc:
+        logger.warning("unclear submit for %s: %s", job_id, exc)
+        return await _retry_or_fail(
+            ctx, job_id, str(exc), w.settings.ambiguous_submit_grace_s, last_try
+        )
+
+    accepted_fields: dict[str, str | int] = {
+        "fal_request_id": receipt.request_id,
+        "fal_status_url": receipt.status_url,
+        "fal_response_url": receipt.response_url,
+        "fal_cancel_url": receipt.cancel_url,
+        "submitted_at_ms": now_ms(),
+        "submit_pending_since_ms": "",
+    }
+    moved = await w.store.move(
+        job_id, allowed_from=(JobStatus.SUBMITTING,), to=JobStatus.SUBMITTED, fields=accepted_fields
+    )
+    if not moved.applied:
+        # fal's webhook can beat its own submit answer here (a fast failure): keep the finished
+        # state, but remember which request it was.
+        await w.store.move(job_id, allowed_from=None, to=None, fields=accepted_fields)
+    return f"submitted as {receipt.request_id}"
+
+
+async def _retry_or_fail(
+    ctx: dict[str, Any], job_id: str, reason: str, retry_after_s: float | None, last_try: bool
+) -> str:
+    w = worker_context(ctx)
+    job = await w.store.get(job_id)
+    if last_try:
+        await finish_job(
+            w.store,
+            job_id,
+            FalOutcome(
+                request_id=None,
+                error=fal_error("dispatch_failed", f"gave up submitting to fal: {reason}"),
+            ),
+            has_callback=job is not None and job.callback_url is not None,
+            source="dispatch",
+        )
+        return "gave up"
+    delay_s = max(retry_after_s or 0.0, w.backoff_s(ctx.get("job_try", 1)))
+    logger.info("retrying %s in %.2fs: %s", job_id, delay_s, reason)
+    raise Retry(defer=delay_s)

@@ -1,0 +1,74 @@
+"""notify_job: deliver a finished job to its client's callback URL, signed (Standard Webhooks).
+
+The message id is the same on every try, so the client can drop duplicates; the body is
+the same too, since it is built from the stored job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from arq import Retry
+
+from service.jobs import event_type_for, iso_from_ms
+from workers.context import worker_context
+
+logger = logging.getLogger("vidhook.notify")
+
+
+def callback_body(resource: dict[str, Any], event_type: str, timestamp: str | None) -> bytes:
+    return json.dumps(
+        {"type": event_type, "timestamp": timestamp, "data": resource}, separators=(",", ":")
+    ).encode()
+
+
+async def notify_job(ctx: dict[str, Any], job_id: str) -> str:
+    """POST the job's terminal state to its callback_url; raises Retry while worth retrying."""
+    w = worker_context(ctx)
+    job_try: int = ctx.get("job_try", 1)
+    job = await w.store.get(job_id)
+    if job is None or job.callback_url is None or not job.status.is_terminal:
+        return "nothing to notify"
+    if job.callback_status == "delivered":
+        return "already delivered"
+    resource = job.to_resource()
+    # The delivery's own progress changes on every try; leaving it out keeps every retry's
+    # body identical, as its webhook-id is.
+    resource.pop("callback", None)
+    event_type = event_type_for(job.status)
+    result = await w.callbacks.send(
+        job.callback_url,
+        message_id=f"msg_{job.id}_{job.status.value}",
+        payload=callback_body(resource, event_type, iso_from_ms(job.completed_at_ms)),
+    )
+    if result.delivered:
+        await w.store.move(
+            job_id,
+            allowed_from=None,
+            to=None,
+            fields={
+                "callback_status": "delivered",
+                "callback_attempts": job_try,
+                "callback_last_error": "",
+            },
+        )
+        return "delivered"
+    gave_up = not result.retryable or job_try >= w.settings.callback_max_tries
+    await w.store.move(
+        job_id,
+        allowed_from=None,
+        to=None,
+        fields={
+            "callback_status": "failed" if gave_up else "retrying",
+            "callback_attempts": job_try,
+            "callback_last_error": result.detail,
+        },
+    )
+    if gave_up:
+        logger.warning(
+            "callback for %s abandoned after %d tries: %s", job_id, job_try, result.detail
+        )
+        return "abandoned"
+    raise Retry(defer=w.backoff_s(job_try))
