@@ -9,12 +9,14 @@ import httpx
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from service.context import ApiContext
 from service.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
 from service.fal_webhooks import FalWebhookVerifier, JwksCache
 from service.keys import RedisKeys
+from service.routes.docs import docs_assets, docs_page, openapi_document
+from service.routes.endpoints import list_endpoints
 from service.routes.fal_webhooks import receive_fal_webhook
 from service.routes.health import healthz
 from service.routes.jobs import create_job, get_job
@@ -52,7 +54,11 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/jobs", create_job, methods=["POST"]),
         Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
         Route("/v1/fal/webhooks/{job_id}", receive_fal_webhook, methods=["POST"]),
+        Route("/v1/endpoints", list_endpoints, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/openapi.json", openapi_document, methods=["GET"]),
+        Route("/docs", docs_page, methods=["GET"]),
+        Mount("/docs/assets", app=docs_assets(), name="docs-assets"),
     ]
     return Starlette(
         routes=routes,

@@ -27,6 +27,40 @@ PROBLEM_TYPE_BASE = "https://vidhook.dev/problems/"
 logger = logging.getLogger("vidhook.api")
 
 
+FIELD_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["path", "message", "type"],
+    "properties": {
+        "path": {
+            "type": "array",
+            "items": {"type": ["string", "integer"]},
+            "examples": [["input", "duration"]],
+        },
+        "message": {"type": "string"},
+        "type": {"type": "string", "examples": ["enum", "missing", "unknown_field"]},
+        "ctx": {"type": "object", "description": "Structured extras: allowed values, limits."},
+    },
+}
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details.",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "description": "Every validation problem at once (422 only).",
+            "items": {"$ref": "#/components/schemas/FieldError"},
+        },
+        "job_id": {"type": "string", "description": "The job an Idempotency-Key points at (409)."},
+    },
+}
+
+
 class ApiError(Exception):
     status_code = 500
     slug = "internal-error"

@@ -155,3 +155,65 @@ class Job:
                 "last_error": self.callback_last_error,
             }
         return resource
+
+
+_TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
+
+JOB_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Why a job failed.",
+    "required": ["type", "message"],
+    "properties": {
+        "type": {
+            "type": "string",
+            "description": "fal_rejected (refused at submit), fal_request_failed (failed after "
+            "submit), dispatch_failed (fal unreachable after every retry).",
+            "examples": ["fal_rejected", "fal_request_failed", "dispatch_failed"],
+        },
+        "message": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "description": "fal's detail, with paths into the job's input.",
+            "items": {"$ref": "#/components/schemas/FieldError"},
+        },
+        "fal_detail": {"type": "array", "description": "fal's own `detail`, as fal sent it."},
+    },
+}
+
+JOB_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "object", "status", "endpoint", "created_at", "links"],
+    "properties": {
+        "id": {"type": "string", "examples": ["job_0d1f1b5048ef40689edc0daec13db03b"]},
+        "object": {"const": "job"},
+        "status": {"enum": [status.value for status in JobStatus]},
+        "endpoint": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "updated_at": {**_TIMESTAMP, "description": "Time of the last status change."},
+        "submitted_at": _TIMESTAMP,
+        "completed_at": _TIMESTAMP,
+        "fal_request_id": {"type": ["string", "null"]},
+        "estimated_cost_usd": {"type": ["number", "null"]},
+        "metadata": {"type": ["object", "null"]},
+        "result": {
+            "description": "fal's output object as fal sent it, once completed, e.g. "
+            '{"video": {"url", "content_type", "file_name", "file_size"}}.',
+        },
+        "error": {"oneOf": [{"type": "null"}, JOB_ERROR_SCHEMA]},
+        "links": {
+            "type": "object",
+            "required": ["self"],
+            "properties": {"self": {"type": "string"}},
+        },
+        "callback": {
+            "type": "object",
+            "description": "Delivery state of the job's callback, when it has a callback_url.",
+            "properties": {
+                "url": {"type": "string"},
+                "status": {"enum": ["pending", "retrying", "delivered", "failed"]},
+                "attempts": {"type": "integer"},
+                "last_error": {"type": ["string", "null"]},
+            },
+        },
+    },
+}

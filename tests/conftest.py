@@ -120,6 +120,7 @@ def settings(redis_server: LocalRedis, simulator: ServerThread, fal_proxy: FalPr
         dispatch_max_tries=4,
         callback_max_tries=4,
         worker_poll_delay_s=0.02,
+        allowed_endpoints="fal-ai/kling-video/*",
     )
 
 

@@ -1,0 +1,282 @@
+"""The OpenAPI 3.1 document, generated from the definitions the code itself runs on.
+
+Endpoint inputs come from the catalog, the job request from the validator, the job resource
+and problem shapes from the modules that render them. Nothing here is a hand-kept copy of a
+schema that also lives elsewhere.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from service.catalog import ENDPOINTS, JSON_SCHEMA_DIALECT, input_json_schema, schema_name
+from service.errors import FIELD_ERROR_SCHEMA, PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA
+from service.jobs import JOB_SCHEMA
+from service.validation import job_request_json_schema
+
+REF = "#/components/schemas/{name}"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(name=name)}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _problems(*codes: int) -> dict[str, Any]:
+    reasons = {
+        400: "The body is not JSON.",
+        401: "Missing or unknown API key.",
+        404: "No such resource for this tenant.",
+        409: "Idempotency-Key reused for a different request.",
+        413: "The body is larger than the configured limit.",
+        415: "The body is not application/json.",
+        422: "The request is not valid; every problem is listed.",
+        503: "Redis is unreachable.",
+    }
+    return {
+        str(code): {
+            "description": reasons[code],
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": _ref("Problem")}},
+        }
+        for code in codes
+    }
+
+
+def _version() -> str:
+    try:
+        return version("vidhook")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def build_openapi(*, passthrough: bool) -> dict[str, Any]:
+    """The whole OpenAPI document; `passthrough` when ALLOWED_ENDPOINTS admits other endpoints."""
+    job_response = {
+        **_json(_ref("Job"), "The job."),
+        "headers": {"Location": {"schema": {"type": "string"}, "description": "The job's URL."}},
+    }
+    schemas: dict[str, Any] = {
+        schema_name(spec): input_json_schema(spec, include_dialect=False)
+        for spec in ENDPOINTS.values()
+    }
+    schemas.update(
+        JobRequest=job_request_json_schema(input_ref_template=REF, passthrough=passthrough),
+        Job=JOB_SCHEMA,
+        FieldError=FIELD_ERROR_SCHEMA,
+        Problem=PROBLEM_SCHEMA,
+        EndpointList={
+            "type": "object",
+            "required": ["endpoints", "passthrough"],
+            "properties": {
+                "endpoints": {"type": "array", "items": {"type": "object"}},
+                "passthrough": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        FalWebhook={
+            "type": "object",
+            "description": "fal's completion webhook (fal's format, signed by fal).",
+            "properties": {
+                "request_id": {"type": "string"},
+                "gateway_request_id": {"type": "string"},
+                "status": {"enum": ["OK", "ERROR"]},
+                "payload": {},
+                "payload_error": {"type": "string"},
+                "error": {"type": "string"},
+            },
+        },
+        CallbackEvent={
+            "type": "object",
+            "required": ["type", "timestamp", "data"],
+            "properties": {
+                "type": {"enum": ["job.completed", "job.failed", "job.cancelled"]},
+                "timestamp": {"type": "string", "format": "date-time"},
+                "data": _ref("Job"),
+            },
+        },
+    )
+    public: list[dict[str, Any]] = []
+    return {
+        "openapi": "3.1.0",
+        "jsonSchemaDialect": JSON_SCHEMA_DIALECT,
+        "info": {
+            "title": "vidhook",
+            "version": _version(),
+            "summary": "Webhook-driven asynchronous gateway to fal.ai's Veo video models.",
+            "description": "Submit a video job, get an id in milliseconds, and hear about the "
+            "result by a Standard-Webhooks-signed callback or by polling. Invalid requests are "
+            "refused before they reach fal.",
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v1/jobs": {
+                "post": {
+                    "operationId": "createJob",
+                    "summary": "Submit a video job",
+                    "parameters": [
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                            "description": "Same key and body: the same job back (200). "
+                            "Same key, different body: 409. Kept 24 h.",
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("JobRequest")}},
+                    },
+                    "responses": {
+                        "202": job_response,
+                        "200": {**job_response, "description": "An Idempotency-Key replay."},
+                        **_problems(400, 401, 409, 413, 415, 422),
+                    },
+                }
+            },
+            "/v1/jobs/{job_id}": {
+                "get": {
+                    "operationId": "getJob",
+                    "summary": "Read a job",
+                    "parameters": [
+                        {
+                            "name": "job_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {"200": _json(_ref("Job"), "The job."), **_problems(401, 404)},
+                }
+            },
+            "/v1/endpoints": {
+                "get": {
+                    "operationId": "listEndpoints",
+                    "summary": "Supported endpoints with input schemas and prices",
+                    "responses": {
+                        "200": _json(_ref("EndpointList"), "The catalog."),
+                        **_problems(401),
+                    },
+                }
+            },
+            "/v1/fal/webhooks/{job_id}": {
+                "post": {
+                    "operationId": "receiveFalWebhook",
+                    "summary": "fal's completion webhook (called by fal, not by clients)",
+                    "security": public,
+                    "parameters": [
+                        {
+                            "name": "job_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "token",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                    ]
+                    + [
+                        {
+                            "name": name,
+                            "in": "header",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                        for name in (
+                            "X-Fal-Webhook-Request-Id",
+                            "X-Fal-Webhook-User-Id",
+                            "X-Fal-Webhook-Timestamp",
+                            "X-Fal-Webhook-Signature",
+                        )
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("FalWebhook")}},
+                    },
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "received": {"type": "boolean"},
+                                    "applied": {"type": "boolean"},
+                                },
+                            },
+                            "Accepted; `applied` is false for a duplicate or late delivery.",
+                        ),
+                        **_problems(400, 401, 404, 413),
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "security": public,
+                    "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1.")},
+                }
+            },
+            "/docs": {
+                "get": {
+                    "operationId": "docs",
+                    "summary": "Interactive documentation (works offline)",
+                    "security": public,
+                    "responses": {
+                        "200": {
+                            "description": "Swagger UI.",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Liveness and Redis reachability",
+                    "security": public,
+                    "responses": {
+                        "200": _json({"type": "object"}, "Up."),
+                        "503": _json({"type": "object"}, "Redis is unreachable."),
+                    },
+                }
+            },
+        },
+        "webhooks": {
+            "jobFinished": {
+                "post": {
+                    "summary": "Sent to a job's callback_url when it finishes",
+                    "description": "Signed per Standard Webhooks with CALLBACK_SIGNING_SECRET. "
+                    "webhook-id and the body are identical on every retry.",
+                    "parameters": [
+                        {
+                            "name": name,
+                            "in": "header",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                        for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+                    ],
+                    "requestBody": {
+                        "content": {"application/json": {"schema": _ref("CallbackEvent")}}
+                    },
+                    "responses": {"2XX": {"description": "Delivered; anything else is retried."}},
+                }
+            }
+        },
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key from API_KEYS.",
+                }
+            },
+        },
+    }
