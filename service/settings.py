@@ -83,6 +83,12 @@ class Settings(BaseSettings):
         decode_signing_secret(value.get_secret_value())
         return value
 
+    @field_validator("price_overrides")
+    @classmethod
+    def _price_overrides_parse(cls, value: str | None) -> str | None:
+        PriceTable.from_overrides(value)  # raises ValueError naming the bad entry
+        return value
+
     @model_validator(mode="after")
     def _retry_bounds(self) -> Settings:
         if self.retry_base_delay_s > self.retry_max_delay_s:
