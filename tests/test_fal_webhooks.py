@@ -40,21 +40,21 @@ def signed_headers(
     }
 
 
-@pytest.fixture
-def silent_job(client: httpx.Client, fal_proxy: FalProxy, redis_server: LocalRedis,
-               settings: Settings) -> dict[str, Any]:  # fmt: skip
-    """A job fal "accepted" (a fake receipt) and never calls back: only test webhooks reach it."""
-    case = f"silent-{uuid.uuid4().hex[:10]}"
-    fal_proxy.script(case, Fault("swallow"))
+def submitted_job(client: httpx.Client, fal_proxy: FalProxy, fault: str) -> dict[str, Any]:
+    """A job fal answered with `fault` ('swallow' or 'mute'), plus the webhook URL it was given."""
+    case = f"{fault}-{uuid.uuid4().hex[:10]}"
+    fal_proxy.script(case, Fault(fault))
     job = client.post("/v1/jobs", json=i2v_body(case)).json()
     job = wait_for(client, job["id"], lambda j: j["status"] == "submitted")
-    with Redis.from_url(redis_server.url) as redis:
-        token = redis.hget(f"{settings.redis_key_prefix}job:{job['id']}", "webhook_token")
-    assert token is not None
-    job["webhook_url"] = (
-        f"{settings.public_base_url}v1/fal/webhooks/{job['id']}?token={token.decode()}"
-    )
-    return job
+    [submit] = fal_proxy.submits_containing(case)
+    assert submit.webhook_url is not None
+    return {**job, "webhook_url": submit.webhook_url}
+
+
+@pytest.fixture
+def silent_job(client: httpx.Client, fal_proxy: FalProxy) -> dict[str, Any]:
+    """A job fal "accepted" (a fake receipt) and never calls back: only test webhooks reach it."""
+    return submitted_job(client, fal_proxy, "swallow")
 
 
 def ok_payload(request_id: str, url: str = "https://v3.fal.media/files/out.mp4") -> bytes:
@@ -184,19 +184,13 @@ def test_duplicate_and_conflicting_webhooks_after_the_first_are_harmless(
 
 
 def test_an_ok_webhook_without_payload_is_completed_from_fals_result_url(
-    client: httpx.Client, fal_proxy: FalProxy, redis_server: LocalRedis, settings: Settings
+    client: httpx.Client, fal_proxy: FalProxy
 ) -> None:
     # fal sends `payload: null` + `payload_error` when the output could not be embedded; the
     # result must then be read from the response URL. The request really runs on the simulator
     # (which is never told our webhook URL), so its status and result URLs answer.
-    case = f"payload-error-{uuid.uuid4().hex[:8]}"
-    fal_proxy.script(case, Fault("mute"))
-    job = client.post("/v1/jobs", json=i2v_body(case)).json()
-    job = wait_for(client, job["id"], lambda j: j["status"] == "submitted")
-    with Redis.from_url(redis_server.url) as redis:
-        token = redis.hget(f"{settings.redis_key_prefix}job:{job['id']}", "webhook_token")
-    assert token is not None
-    url = f"{settings.public_base_url}v1/fal/webhooks/{job['id']}?token={token.decode()}"
+    job = submitted_job(client, fal_proxy, "mute")
+    url = job["webhook_url"]
     request_id = job["fal_request_id"]
     body = json.dumps(
         {
