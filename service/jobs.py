@@ -78,6 +78,7 @@ class Job:
     submitted_at_ms: int | None
     submit_pending_since_ms: int | None
     submit_attempts: int
+    resubmits: int
     completed_at_ms: int | None
     result: Any
     error: dict[str, Any] | None
@@ -121,6 +122,7 @@ class Job:
             submitted_at_ms=number("submitted_at_ms"),
             submit_pending_since_ms=number("submit_pending_since_ms"),
             submit_attempts=number("submit_attempts") or 0,
+            resubmits=number("resubmits") or 0,
             completed_at_ms=number("completed_at_ms"),
             result=decoded("result"),
             error=decoded("error"),
@@ -141,6 +143,9 @@ class Job:
             "submitted_at": iso_from_ms(self.submitted_at_ms),
             "completed_at": iso_from_ms(self.completed_at_ms),
             "fal_request_id": self.fal_request_id,
+            # A second paid submission is rare (an unclear submit and no webhook within the
+            # grace period) but must never be silent.
+            "submissions": {"attempts": self.submit_attempts, "resubmits": self.resubmits},
             "estimated_cost_usd": self.estimated_cost_usd,
             "metadata": self.metadata,
             "result": self.result if self.status is JobStatus.COMPLETED else None,
@@ -193,6 +198,12 @@ JOB_SCHEMA: dict[str, Any] = {
         "submitted_at": _TIMESTAMP,
         "completed_at": _TIMESTAMP,
         "fal_request_id": {"type": ["string", "null"]},
+        "submissions": {
+            "type": "object",
+            "description": "POSTs to fal for this job; resubmits counts those sent after an "
+            "unclear earlier submit (each may be billed).",
+            "properties": {"attempts": {"type": "integer"}, "resubmits": {"type": "integer"}},
+        },
         "estimated_cost_usd": {"type": ["number", "null"]},
         "metadata": {"type": ["object", "null"]},
         "result": {

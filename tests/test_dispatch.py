@@ -113,7 +113,8 @@ def test_after_a_crash_mid_submit_dispatch_waits_for_the_webhook_then_resubmits(
         )
         assert (await dispatch_job(ctx, job_id)).startswith("submitted as ")
         job = await store.get(job_id)
-        assert job is not None and job.submit_attempts == 2
+        assert job is not None and (job.submit_attempts, job.resubmits) == (2, 1)
+        assert job.to_resource()["submissions"] == {"attempts": 2, "resubmits": 1}
         assert [event["event"] for event in await store.events(job_id)] == ["resubmit"]
 
     run(settings, scenario, marker)

@@ -113,6 +113,7 @@ async def create_job(request: Request) -> Response:
         submitted_at_ms=None,
         submit_pending_since_ms=None,
         submit_attempts=0,
+        resubmits=0,
         completed_at_ms=None,
         result=None,
         error=None,
