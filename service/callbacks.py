@@ -17,14 +17,12 @@ The target is hostile (see `service.ssrf`). Each delivery:
 Every outcome - refused target, transport failure, any status - is a `DeliveryResult`;
 no httpx exception leaves `send`.
 
-Retry classification (`DeliveryResult.retryable`): retry when the receiver may recover
-without anyone changing the callback URL - DNS failures, connection errors, timeouts,
-malformed responses, 5xx, and 408/425/429, which ask for a later retry by definition.
-Do not retry refused targets (the URL is the problem, it is fixed for the job's life), 3xx
-(redirects are never followed, so resending gets the same answer) and other 4xx (the
-receiver understood and rejected the request; resending identical bytes cannot change that,
-and the job's result stays readable through the API). Many Standard Webhooks senders retry
-on every non-2xx to ride out misconfigured deploys; we prefer a clear, early, stored reason.
+Retry classification (`DeliveryResult.retryable`): every answer other than a 2xx is worth
+another try, as Standard Webhooks senders do: a receiver that answers 404 or 302 during a
+deploy or a misconfiguration usually recovers, and the sender's back-off bounds the cost.
+DNS failures, connection errors, timeouts and malformed responses are retried too. Only a
+refused target is final: the URL is the problem, and it is fixed for the job's life.
+Redirects are never followed, whatever the answer.
 """
 
 from __future__ import annotations
@@ -50,8 +48,6 @@ logger = logging.getLogger(__name__)
 Resolver = Callable[[str, int], Awaitable[Sequence[ssrf.IPAddress]]]
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
-# Statuses that say "try again later" as opposed to "no".
-RETRYABLE_STATUS_CODES = frozenset({408, 425, 429})
 _MESSAGE_ID = re.compile(r"[\x21-\x7e]{1,256}")  # printable ASCII, no spaces: a header value
 
 
@@ -288,9 +284,8 @@ def _classify(status: int) -> DeliveryResult:
         )
     if 300 <= status < 400:
         detail = f"receiver answered HTTP {status}; redirects are not followed"
-        return _failed(detail, retryable=False, status_code=status)
-    retryable = status >= 500 or status in RETRYABLE_STATUS_CODES
-    return _failed(f"receiver answered HTTP {status}", retryable=retryable, status_code=status)
+        return _failed(detail, retryable=True, status_code=status)
+    return _failed(f"receiver answered HTTP {status}", retryable=True, status_code=status)
 
 
 def _timeout_detail(exc: Exception, timeout_s: float) -> str:

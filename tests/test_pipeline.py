@@ -77,7 +77,7 @@ def test_callback_is_delivered_signed_per_standard_webhooks(
 def test_callback_is_retried_with_the_same_id_until_the_receiver_accepts(
     client: httpx.Client, callback_receiver: CallbackReceiver
 ) -> None:
-    callback_receiver.statuses.extend([500, 503])
+    callback_receiver.statuses.extend([404, 503])
     body = {**i2v_body(marker()), "callback_url": f"{callback_receiver.url}/hooks/retry"}
     job_id = client.post("/v1/jobs", json=body).json()["id"]
     job = wait_for(client, job_id, lambda job: job.get("callback", {}).get("status") == "delivered")

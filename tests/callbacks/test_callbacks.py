@@ -115,11 +115,11 @@ def test_signature_with_another_secret_does_not_verify(receiver: Receiver) -> No
         (429, False, True),
         (408, False, True),
         (425, False, True),
-        (400, False, False),
-        (401, False, False),
-        (404, False, False),
-        (410, False, False),
-        (422, False, False),
+        (400, False, True),
+        (401, False, True),
+        (404, False, True),
+        (410, False, True),
+        (422, False, True),
     ],
 )
 def test_status_codes_are_classified(
@@ -153,7 +153,7 @@ def test_redirect_is_not_followed(receiver: Receiver) -> None:
     )
 
     assert not result.delivered
-    assert not result.retryable
+    assert result.retryable, "a redirect is retried, never followed"
     assert result.status_code == 302
     assert "redirect" in result.detail
     assert receiver.paths() == ["/redirect"]
