@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
         level=os.environ.get("LOG_LEVEL", "info").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every request URL at INFO; submit URLs carry the per-job webhook token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     COMMANDS[args.command][0]()
 
 
