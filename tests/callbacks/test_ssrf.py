@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections.abc import Callable
 
 import pytest
 
@@ -12,6 +13,7 @@ from service.ssrf import (
     UnsafeTarget,
     check_url_syntax,
     is_forbidden_address,
+    parse_target,
     resolve_addresses,
     resolve_public_addresses,
 )
@@ -260,3 +262,43 @@ def test_literal_addresses_are_judged_without_dns() -> None:
     ]
     with pytest.raises(UnsafeTarget):
         asyncio.run(resolve_public_addresses("::ffff:127.0.0.1", 443))
+
+
+def _outcome(
+    check: Callable[..., object], url: str, allow_private: bool
+) -> tuple[str, str, str] | None:
+    try:
+        check(url, allow_private_targets=allow_private)
+    except UnsafeTarget as exc:
+        return (type(exc).__name__, exc.rule, str(exc))
+    return None
+
+
+_SCHEMES = ["http", "https", "HTTP", "ftp"]
+_HOSTS = [
+    "example.com", "app.example.com", "a-b.example.org", "example", "localhost",
+    "printer.local", "svc.internal", "x.localhost", "Example.COM", "a.b-.com", "-a.com",
+    "127.0.0.1", "10.0.0.1", "8.8.8.8", "169.254.169.254", "100.64.1.1", "255.255.255.255",
+    "0.0.0.0", "1.2.3", "1.2.3.4.5", "01.2.3.4", "256.1.1.1", "0x7f.1", "2130706433",
+    "a.0x1f", "a.1", "xn--bcher-kva.example", "[::1]", "[2606:4700::1111]", "u@example.com",
+    "",
+]  # fmt: skip
+_PORTS = ["", ":0", ":1", ":80", ":080", ":8712", ":65535", ":65536", ":99999", ":"]
+_TAILS = [
+    "", "/", "/hooks/veo?tenant=acme", "/a%zz", "/a@b", "?x=1#frag", "#f", "/a b", "/a\\b",
+    "/p?q=http://10.0.0.1/", "/ü", "/%2e%2e/", "/a;b=c,d!$&'()*+",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_check_url_syntax_fast_path_agrees_with_the_full_parse(allow_private: bool) -> None:
+    # check_url_syntax decides common-shaped URLs without httpx; every outcome (accepted, or
+    # the same refusal, rule and message) must be the one parse_target gives.
+    for scheme in _SCHEMES:
+        for host in _HOSTS:
+            for port in _PORTS:
+                for tail in _TAILS:
+                    url = f"{scheme}://{host}{port}{tail}"
+                    fast = _outcome(check_url_syntax, url, allow_private)
+                    full = _outcome(parse_target, url, allow_private)
+                    assert fast == full, url
