@@ -18,6 +18,8 @@ from service.jobs import Job, JobStatus
 from service.keys import RedisKeys
 
 FieldValue = str | int | float
+# Job fields up to this size travel to create_job.lua packed in one JSON argument.
+_INLINE_VALUE_MAX_CHARS = 4096
 
 
 def now_ms() -> int:
@@ -47,6 +49,24 @@ class CreateOutcome(Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class SubmitClaim:
+    """What `JobStore.claim_submit` found.
+
+    `claimed`: the job is now being submitted, and the fields a submit needs came back with
+    it (`input_json` exactly as stored). Otherwise `status` is the job's status (None: no such
+    job), or `unclear` says an earlier submit's outcome is unknown and nothing was changed.
+    """
+
+    claimed: bool
+    status: JobStatus | None = None
+    unclear: bool = False
+    endpoint: str = ""
+    input_json: bytes = b""
+    webhook_token: str = ""
+    has_callback: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Moved:
     """What a transition did: `applied`, and the status the job had before it (None: no job)."""
 
@@ -63,6 +83,7 @@ class JobStore:
         self.job_retention_s = job_retention_s
         self._create = redis.register_script(_lua("create_job.lua"))
         self._transition = redis.register_script(_lua("transition.lua"))
+        self._claim_submit = redis.register_script(_lua("claim_submit.lua"))
 
     async def create(
         self,
@@ -89,6 +110,13 @@ class JobStore:
             self.keys.queue,
             self.keys.idempotency(tenant, idempotency_key) if idempotency_key else "",
         ]
+        small: list[str] = []
+        large: list[str] = []
+        for name, value in fields.items():
+            # Strings as they are, numbers as redis-py would write them (repr). Large values
+            # stay separate arguments: decoding megabytes of JSON would stall Redis.
+            text = value if isinstance(value, str) else repr(value)
+            (small if len(text) <= _INLINE_VALUE_MAX_CHARS else large).extend((name, text))
         args: list[Any] = [
             job_id,
             created_ms,
@@ -96,9 +124,9 @@ class JobStore:
             expires_extra_ms,
             idempotency_ttl_s,
             fingerprint,
+            json.dumps(small, ensure_ascii=False, separators=(",", ":")),
+            *large,
         ]
-        for name, value in fields.items():
-            args += [name, value]
         code, existing_id = await self._create(keys=keys, args=args)
         return CreateOutcome(int(code)), existing_id.decode()
 
@@ -152,6 +180,34 @@ class JobStore:
         code, status = await self._transition(keys=keys, args=args)
         previous = JobStatus(status.decode()) if status else None
         return Moved(applied=int(code) == 1, previous=previous)
+
+    async def claim_submit(
+        self, job_id: str, *, allowed_from: Iterable[JobStatus], to: JobStatus
+    ) -> SubmitClaim:
+        """Move the job to `to` for a submit and read what the submit needs, atomically.
+
+        Claims only from `allowed_from`, and only when no earlier submit is pending an answer
+        (`submit_pending_since_ms` unset); it sets `submit_pending_since_ms` to now and counts
+        one more submit attempt. One round trip where a read and a guarded `move` take two.
+        """
+        reply = await self._claim_submit(
+            keys=[self.keys.job(job_id), self.keys.job_updates(job_id)],
+            args=[" ".join(status.value for status in allowed_from), to.value, now_ms()],
+        )
+        code = int(reply[0])
+        if code == 1:
+            endpoint, input_json, token, callback_url = reply[1:]
+            return SubmitClaim(
+                claimed=True,
+                status=to,
+                endpoint=endpoint.decode(),
+                input_json=input_json,
+                webhook_token=token.decode(),
+                has_callback=bool(callback_url),
+            )
+        if code == 2:
+            return SubmitClaim(claimed=False, unclear=True)
+        return SubmitClaim(claimed=False, status=JobStatus(reply[1].decode()) if reply[1] else None)
 
     async def record_event(
         self, job_id: str, event: Mapping[str, Any], *, counter: str | None = None

@@ -16,8 +16,8 @@ from arq import Retry
 from service.completions import FalOutcome, fal_error, finish_job
 from service.fal import FalAmbiguous, FalRejected, FalUnavailable
 from service.jobs import JobStatus
-from service.store import now_ms
-from workers.context import worker_context
+from service.store import SubmitClaim, now_ms
+from workers.context import WorkerContext, worker_context
 
 logger = logging.getLogger("vidhook.dispatch")
 
@@ -29,45 +29,26 @@ async def dispatch_job(ctx: dict[str, Any], job_id: str) -> str:
     w = worker_context(ctx)
     job_try: int = ctx.get("job_try", 1)
     last_try = job_try >= w.settings.dispatch_max_tries
-    job = await w.store.get(job_id)
-    if job is None or job.status not in DISPATCHABLE:
-        return f"skipped: {job.status.value if job else 'missing'}"
+    # The common case in one round trip: claim the submit and read what it needs.
+    claim = await w.store.claim_submit(job_id, allowed_from=DISPATCHABLE, to=JobStatus.SUBMITTING)
+    if claim.unclear:
+        careful = await _claim_after_unclear_submit(w, job_id, last_try)
+        if isinstance(careful, str):
+            return careful
+        claim = careful
+    if not claim.claimed:
+        return f"skipped: {claim.status.value if claim.status else 'missing'}"
 
-    if job.submit_pending_since_ms is not None:
-        # An earlier try sent the POST and never learned the answer. If fal accepted it, its
-        # webhook moves the job on; give it the grace period before paying for a second one.
-        waited_s = (now_ms() - job.submit_pending_since_ms) / 1000
-        remaining_s = w.settings.ambiguous_submit_grace_s - waited_s
-        if remaining_s > 0 and not last_try:
-            raise Retry(defer=remaining_s)
-        await w.store.record_event(
-            job_id, {"event": "resubmit", "waited_s": round(waited_s, 1)}, counter="resubmits"
-        )
-        logger.warning(
-            "resubmitting %s: no word from fal %.0fs after an unclear submit", job_id, waited_s
-        )
-
-    # Claim the submit: only one claimant can move the attempt counter on from what it read.
-    moved = await w.store.move(
-        job_id,
-        allowed_from=DISPATCHABLE,
-        to=JobStatus.SUBMITTING,
-        fields={"submit_pending_since_ms": now_ms(), "submit_attempts": job.submit_attempts + 1},
-        guard=("submit_attempts", str(job.submit_attempts)),
-    )
-    if not moved.applied:
-        return f"skipped: {moved.previous}"
-
-    webhook_url = w.settings.fal_webhook_url(job_id, job.webhook_token)
-    fal_input = json.dumps(job.input, separators=(",", ":")).encode()
+    webhook_url = w.settings.fal_webhook_url(job_id, claim.webhook_token)
     try:
-        receipt = await w.fal.submit(job.endpoint, fal_input, webhook_url=webhook_url)
+        # The input as stored at intake: the JSON fal gets, with no decode and re-encode.
+        receipt = await w.fal.submit(claim.endpoint, claim.input_json, webhook_url=webhook_url)
     except FalRejected as exc:
         await finish_job(
             w.store,
             job_id,
             FalOutcome(request_id=None, error=fal_error("fal_rejected", str(exc), exc.detail)),
-            has_callback=job.callback_url is not None,
+            has_callback=claim.has_callback,
             source="submit",
         )
         return "rejected by fal"
@@ -99,6 +80,49 @@ async def dispatch_job(ctx: dict[str, Any], job_id: str) -> str:
         # state, but remember which request it was.
         await w.store.move(job_id, allowed_from=None, to=None, fields=accepted_fields)
     return f"submitted as {receipt.request_id}"
+
+
+async def _claim_after_unclear_submit(
+    w: WorkerContext, job_id: str, last_try: bool
+) -> SubmitClaim | str:
+    """An earlier try sent the POST and never learned the answer: claim only after the grace.
+
+    If fal accepted that submit, its webhook moves the job on; give it the grace period
+    before paying for a second one. Returns the claim, or what happened instead; raises
+    Retry while the grace period lasts.
+    """
+    job = await w.store.get(job_id)
+    if job is None or job.status not in DISPATCHABLE:
+        return f"skipped: {job.status.value if job else 'missing'}"
+    if job.submit_pending_since_ms is not None:
+        waited_s = (now_ms() - job.submit_pending_since_ms) / 1000
+        remaining_s = w.settings.ambiguous_submit_grace_s - waited_s
+        if remaining_s > 0 and not last_try:
+            raise Retry(defer=remaining_s)
+        await w.store.record_event(
+            job_id, {"event": "resubmit", "waited_s": round(waited_s, 1)}, counter="resubmits"
+        )
+        logger.warning(
+            "resubmitting %s: no word from fal %.0fs after an unclear submit", job_id, waited_s
+        )
+    # Only one claimant can move the attempt counter on from what it read.
+    moved = await w.store.move(
+        job_id,
+        allowed_from=DISPATCHABLE,
+        to=JobStatus.SUBMITTING,
+        fields={"submit_pending_since_ms": now_ms(), "submit_attempts": job.submit_attempts + 1},
+        guard=("submit_attempts", str(job.submit_attempts)),
+    )
+    if not moved.applied:
+        return f"skipped: {moved.previous}"
+    return SubmitClaim(
+        claimed=True,
+        status=JobStatus.SUBMITTING,
+        endpoint=job.endpoint,
+        input_json=json.dumps(job.input, separators=(",", ":")).encode(),
+        webhook_token=job.webhook_token,
+        has_callback=job.callback_url is not None,
+    )
 
 
 async def _retry_or_fail(

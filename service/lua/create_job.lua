@@ -2,7 +2,10 @@
 -- KEYS: 1 job hash, 2 tenant index, 3 ARQ job key, 4 ARQ result key, 5 ARQ queue,
 --       6 idempotency key ('' when the client sent none)
 -- ARGV: 1 job id, 2 created_at_ms, 3 ARQ job payload, 4 ARQ job expiry ms,
---       5 idempotency ttl s, 6 request fingerprint, 7.. job hash field/value pairs
+--       5 idempotency ttl s, 6 request fingerprint,
+--       7 the job hash's small field/value pairs as one JSON array of strings (one argument
+--         instead of dozens: packing each argument is most of the client's cost),
+--       8.. field/value pairs with large values (an input of data URIs), passed as they are
 -- Returns {1, id} created; {0, id} same idempotency key and same request (replay);
 --         {2, id} same idempotency key, different request.
 if KEYS[6] ~= '' then
@@ -17,7 +20,10 @@ if KEYS[6] ~= '' then
   end
   redis.call('SET', KEYS[6], ARGV[1] .. ' ' .. ARGV[6], 'EX', ARGV[5])
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[7])))
+if #ARGV >= 9 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 -- ARQ's own rule: a task id that is queued or has a result is not enqueued again.
 if redis.call('EXISTS', KEYS[3], KEYS[4]) == 0 then
