@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: run test check lint types fuzz bench clean
 
@@ -31,6 +32,17 @@ check: lint types test
 # A longer schemathesis run than the suite's: no 5xx, no response off /openapi.json.
 fuzz: $(STAMP)
 	SCHEMATHESIS_MAX_EXAMPLES=$${SCHEMATHESIS_MAX_EXAMPLES:-200} $(BIN)/python -m pytest -k schemathesis tests/test_contract.py
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# Figures, each beside a ceiling measured in the same run (~4 min; not part of `make test`).
+# Load comes from wrk (Debian/Ubuntu: sudo apt-get install wrk); without it a Python
+# generator stands in, sharing the CPU with the servers. BENCH_ARGS=--quick for a short run.
+bench: $(BENCH_STAMP)
+	@command -v wrk >/dev/null || echo "bench: wrk is not installed (sudo apt-get install wrk); falling back to bench/loadgen.py" >&2
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .vidhook .pytest_cache .mypy_cache .ruff_cache
