@@ -54,6 +54,7 @@ from bench import report
 from bench.loadgen import LoadGenerator, Sent, load_requests
 from bench.profile import sampled
 from bench.stack import Stack, clean_environment, ports
+from service.settings import Settings
 from service.simulator.signing import WebhookSigner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -338,12 +339,12 @@ class Bench:
         redis = Redis.from_url(self.redis_url)
         try:
             job_ids = [i.decode() for i in await redis.zrange(f"vh:jobs:{TENANT}", 0, count - 1)]
-            async with redis.pipeline(transaction=False) as pipe:
-                for job_id in job_ids:
-                    pipe.hget(f"vh:job:{job_id}", "webhook_token")
-                tokens = await pipe.execute()
         finally:
             await redis.aclose()
+        # The webhook URL vidhook gives fal for each job, as the API's settings derive it.
+        env = self.vidhook_env(self.proxy_url)
+        settings = Settings(**{name.lower(): value for name, value in env.items()})
+        tokens = [settings.webhook_tokens.token(job_id) for job_id in job_ids]
         signer = WebhookSigner([SIGNING_SEED])
         timestamp = str(int(time.time()))
         rows = []
@@ -374,7 +375,7 @@ class Bench:
                 "X-Fal-Webhook-Timestamp": timestamp,
                 "X-Fal-Webhook-Signature": signature,
             }
-            rows.append((f"/v1/fal/webhooks/{job_id}?token={token.decode()}", headers, body))
+            rows.append((f"/v1/fal/webhooks/{job_id}?token={token}", headers, body))
         return rows
 
     def phase_webhooks(self) -> None:

@@ -71,12 +71,11 @@ def outcome_from_webhook(payload: dict[str, Any], request_id: str) -> FalOutcome
     return FalOutcome(request_id=request_id, error=fal_error("fal_request_failed", message, detail))
 
 
-async def finish_job(
-    store: JobStore, job_id: str, outcome: FalOutcome, *, has_callback: bool, source: str
-) -> Moved:
+async def finish_job(store: JobStore, job_id: str, outcome: FalOutcome, *, source: str) -> Moved:
     """Move an active job to completed or failed from fal's outcome, at most once.
 
-    The client's callback is enqueued in the same atomic step. A job already finished keeps
+    The client's callback, if the job has one, is enqueued in the same atomic step (the script
+    reads the job's callback_url, so callers need not). A job already finished keeps
     its state; the late report is logged to its events.
     """
     request_fields: dict[str, str | int] = {}
@@ -100,7 +99,8 @@ async def finish_job(
         to=status,
         # The input (possibly megabytes of data URIs) is no longer needed once fal is done.
         fields={**request_fields, **fields, "completed_at_ms": now_ms(), "input": ""},
-        then=Task(notify_task_id(job_id), "notify_job", (job_id,)) if has_callback else None,
+        then=Task(notify_task_id(job_id), "notify_job", (job_id,)),
+        then_if_set="callback_url",
         refused_event={
             "event": "late_outcome",
             "source": source,

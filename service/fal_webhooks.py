@@ -10,6 +10,7 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import hmac
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,24 @@ REQUEST_ID_HEADER = "x-fal-webhook-request-id"
 USER_ID_HEADER = "x-fal-webhook-user-id"
 TIMESTAMP_HEADER = "x-fal-webhook-timestamp"
 SIGNATURE_HEADER = "x-fal-webhook-signature"
+
+
+class WebhookTokens:
+    """The secret token in each job's webhook URL, derived from the job id with a server key.
+
+    Derived rather than stored, so the receiver refuses a forged URL with no Redis read and
+    before any signature work. Changing the key invalidates the URLs of jobs in flight.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def token(self, job_id: str) -> str:
+        digest = hmac.new(self._key, job_id.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:24]).decode()
+
+    def matches(self, job_id: str, token: str) -> bool:
+        return hmac.compare_digest(self.token(job_id).encode(), token.encode())
 
 
 class WebhookRejected(Exception):

@@ -66,7 +66,6 @@ class Job:
     status: JobStatus
     created_at_ms: int
     updated_at_ms: int
-    webhook_token: str
     input: dict[str, Any] | None
     callback_url: str | None
     metadata: dict[str, Any] | None
@@ -110,7 +109,6 @@ class Job:
             status=JobStatus(fields["status"]),
             created_at_ms=int(fields["created_at_ms"]),
             updated_at_ms=int(fields.get("updated_at_ms") or fields["created_at_ms"]),
-            webhook_token=fields["webhook_token"],
             input=decoded("input"),
             callback_url=text("callback_url"),
             metadata=decoded("metadata"),

@@ -62,8 +62,6 @@ class SubmitClaim:
     unclear: bool = False
     endpoint: str = ""
     input_json: bytes = b""
-    webhook_token: str = ""
-    has_callback: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +140,7 @@ class JobStore:
         to: JobStatus | None,
         fields: Mapping[str, FieldValue] | None = None,
         then: Task | None = None,
+        then_if_set: str | None = None,
         refused_event: Mapping[str, Any] | None = None,
         finished: bool = False,
         guard: tuple[str, str] | None = None,
@@ -149,7 +148,8 @@ class JobStore:
         """Set `to` (and write `fields`) only if the job's status is in `allowed_from`.
 
         `allowed_from=None` allows any status; `to=None` keeps the status and writes fields.
-        `then` is enqueued in the same atomic step. `finished` starts the retention clock.
+        `then` is enqueued in the same atomic step (only if the job's field `then_if_set` is
+        non-empty, when given). `finished` starts the retention clock.
         A refused move logs `refused_event` to the job's event list. `guard=(field, value)`
         also refuses the move unless that field currently holds exactly `value`.
         """
@@ -174,6 +174,7 @@ class JobStore:
             json.dumps({"at_ms": when_ms, **refused_event}) if refused_event else "",
             guard[0] if guard else "",
             guard[1] if guard else "",
+            then_if_set or "",
         ]
         for name, value in (fields or {}).items():
             args += [name, value]
@@ -196,14 +197,12 @@ class JobStore:
         )
         code = int(reply[0])
         if code == 1:
-            endpoint, input_json, token, callback_url = reply[1:]
+            endpoint, input_json = reply[1:]
             return SubmitClaim(
                 claimed=True,
                 status=to,
                 endpoint=endpoint.decode(),
                 input_json=input_json,
-                webhook_token=token.decode(),
-                has_callback=bool(callback_url),
             )
         if code == 2:
             return SubmitClaim(claimed=False, unclear=True)

@@ -44,7 +44,6 @@ def run(settings: Settings, scenario: Scenario, marker: str) -> None:
             "endpoint": body["endpoint"],
             "status": "queued",
             "created_at_ms": now_ms(),
-            "webhook_token": "t" * 32,
             "input": json.dumps(body["input"]),
             "submit_attempts": 0,
         }

@@ -130,6 +130,24 @@ def test_a_webhook_to_a_forged_url_is_refused_before_signature_checks(
     assert client.get(f"/v1/jobs/{silent_job['id']}").json()["status"] == "submitted"
 
 
+def test_a_token_opens_only_its_own_jobs_url(
+    client: httpx.Client, silent_job: dict[str, Any], settings: Settings
+) -> None:
+    request_id = silent_job["fal_request_id"]
+    body = ok_payload(request_id)
+    token = silent_job["webhook_url"].split("token=")[1]
+    other_job = settings.fal_webhook_url("job_someone_else").split("?")[0]
+    answer = httpx.post(
+        f"{other_job}?token={token}", content=body, headers=signed_headers(body, request_id)
+    )
+    assert answer.status_code == 404
+    gone = settings.fal_webhook_url("job_long_expired")
+    assert (
+        httpx.post(gone, content=body, headers=signed_headers(body, request_id)).status_code == 404
+    )
+    assert client.get(f"/v1/jobs/{silent_job['id']}").json()["status"] == "submitted"
+
+
 def test_duplicate_and_conflicting_webhooks_after_the_first_are_harmless(
     client: httpx.Client, silent_job: dict[str, Any], redis_server: LocalRedis, settings: Settings
 ) -> None:

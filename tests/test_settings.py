@@ -37,9 +37,19 @@ def test_valid_settings_parse_keys_and_defaults() -> None:
     assert str(settings.fal_queue_base_url) == "https://queue.fal.run/"
     assert str(settings.fal_jwks_url) == "https://rest.fal.ai/.well-known/jwks.json"
     assert (settings.host, settings.port) == ("127.0.0.1", 8000)
-    assert settings.fal_webhook_url("job_1", "tok") == (
-        "https://vidhook.example.com/v1/fal/webhooks/job_1?token=tok"
-    )
+    url = settings.fal_webhook_url("job_1")
+    assert url.startswith("https://vidhook.example.com/v1/fal/webhooks/job_1?token=")
+
+
+def test_webhook_tokens_differ_per_job_and_per_key() -> None:
+    settings = Settings(**VALID)
+    token = settings.webhook_tokens.token("job_1")
+    assert len(token) >= 32
+    assert settings.webhook_tokens.matches("job_1", token)
+    assert not settings.webhook_tokens.matches("job_2", token)
+    assert Settings(**VALID).webhook_tokens.token("job_1") == token, "stable across processes"
+    rekeyed = Settings(**VALID, webhook_token_secret="another-key-entirely")
+    assert rekeyed.webhook_tokens.token("job_1") != token
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,7 @@ async def dispatch_job(ctx: dict[str, Any], job_id: str) -> str:
     if not claim.claimed:
         return f"skipped: {claim.status.value if claim.status else 'missing'}"
 
-    webhook_url = w.settings.fal_webhook_url(job_id, claim.webhook_token)
+    webhook_url = w.settings.fal_webhook_url(job_id)
     try:
         # The input as stored at intake: the JSON fal gets, with no decode and re-encode.
         receipt = await w.fal.submit(claim.endpoint, claim.input_json, webhook_url=webhook_url)
@@ -48,7 +48,6 @@ async def dispatch_job(ctx: dict[str, Any], job_id: str) -> str:
             w.store,
             job_id,
             FalOutcome(request_id=None, error=fal_error("fal_rejected", str(exc), exc.detail)),
-            has_callback=claim.has_callback,
             source="submit",
         )
         return "rejected by fal"
@@ -120,8 +119,6 @@ async def _claim_after_unclear_submit(
         status=JobStatus.SUBMITTING,
         endpoint=job.endpoint,
         input_json=json.dumps(job.input, separators=(",", ":")).encode(),
-        webhook_token=job.webhook_token,
-        has_callback=job.callback_url is not None,
     )
 
 
@@ -129,7 +126,6 @@ async def _retry_or_fail(
     ctx: dict[str, Any], job_id: str, reason: str, retry_after_s: float | None, last_try: bool
 ) -> str:
     w = worker_context(ctx)
-    job = await w.store.get(job_id)
     if last_try:
         await finish_job(
             w.store,
@@ -138,7 +134,6 @@ async def _retry_or_fail(
                 request_id=None,
                 error=fal_error("dispatch_failed", f"gave up submitting to fal: {reason}"),
             ),
-            has_callback=job is not None and job.callback_url is not None,
             source="dispatch",
         )
         return "gave up"

@@ -47,7 +47,5 @@ async def fetch_result(ctx: dict[str, Any], job_id: str) -> str:
         outcome = FalOutcome(
             request_id=job.fal_request_id, error=fal_error("fal_request_failed", message, detail)
         )
-    await finish_job(
-        w.store, job_id, outcome, has_callback=job.callback_url is not None, source="result"
-    )
+    await finish_job(w.store, job_id, outcome, source="result")
     return "fetched"

@@ -2,13 +2,13 @@
 -- KEYS: 1 job hash, 2 updates channel
 -- ARGV: 1 statuses a submit may start from, space-separated, 2 the claimed status,
 --       3 now ms
--- Returns {1, endpoint, input, webhook_token, callback_url} claimed: the status is now
+-- Returns {1, endpoint, input} claimed: the status is now
 --           ARGV[2], submit_pending_since_ms = now, submit_attempts one more;
 --         {0, current status} not claimable ('' when there is no such job);
 --         {2, ''} an earlier submit's outcome is unknown (submit_pending_since_ms is set):
 --           nothing changed, the caller decides whether the grace period has passed.
 local job = redis.call('HMGET', KEYS[1], 'status', 'submit_pending_since_ms', 'submit_attempts',
-  'endpoint', 'input', 'webhook_token', 'callback_url')
+  'endpoint', 'input')
 local current = job[1]
 if not current then
   return {0, ''}
@@ -32,4 +32,4 @@ redis.call('HSET', KEYS[1], 'status', ARGV[2], 'updated_at_ms', ARGV[3],
 if ARGV[2] ~= current then
   redis.call('PUBLISH', KEYS[2], ARGV[2])
 end
-return {1, job[4] or '', job[5] or '', job[6] or '', job[7] or ''}
+return {1, job[4] or '', job[5] or ''}

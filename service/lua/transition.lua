@@ -9,7 +9,8 @@
 --       8 event to log when the move is refused ('' = none)
 --       9 guard field, 10 its expected value: refuse unless the field holds exactly that
 --         (a compare-and-set, so two racing claimants cannot both win; '' = no guard)
---       11.. job hash field/value pairs to write with the move
+--       11 enqueue the follow-up only if this job field is set ('' = always)
+--       12.. job hash field/value pairs to write with the move
 -- Returns {1, previous status} applied; {0, current status} refused; {-1, ''} no such job.
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then
@@ -39,10 +40,15 @@ end
 if ARGV[2] ~= '' then
   redis.call('HSET', KEYS[1], 'status', ARGV[2], 'updated_at_ms', ARGV[3])
 end
-if #ARGV >= 11 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 11))
+local follow_up = ARGV[4] ~= ''
+if follow_up and ARGV[11] ~= '' then
+  local condition = redis.call('HGET', KEYS[1], ARGV[11])
+  follow_up = condition ~= false and condition ~= ''
 end
-if ARGV[4] ~= '' and redis.call('EXISTS', KEYS[4], KEYS[5]) == 0 then
+if #ARGV >= 12 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 12))
+end
+if follow_up and redis.call('EXISTS', KEYS[4], KEYS[5]) == 0 then
   redis.call('PSETEX', KEYS[4], ARGV[6], ARGV[5])
   redis.call('ZADD', KEYS[6], ARGV[3], ARGV[4])
 end

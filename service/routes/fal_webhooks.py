@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 
@@ -22,12 +21,10 @@ async def receive_fal_webhook(request: Request) -> Response:
     ctx: ApiContext = request.app.state.ctx
     job_id = request.path_params["job_id"]
     token = request.query_params.get("token", "")
-    stored_token, callback_url = await ctx.redis.hmget(  # type: ignore[misc]
-        ctx.store.keys.job(job_id), ["webhook_token", "callback_url"]
-    )
-    # The URL names the job and carries its secret token: a forged URL is refused before any
-    # signature work, and without saying whether the job exists.
-    if stored_token is None or not hmac.compare_digest(stored_token, token.encode()):
+    # The URL names the job and carries its token, derived from the job id with a server key:
+    # a forged URL is refused with no I/O, before any signature work, and without saying
+    # whether the job exists.
+    if not ctx.settings.webhook_tokens.matches(job_id, token):
         raise NotFound("No such webhook.")
     body = await read_limited(request, ctx.settings.max_webhook_bytes)
     try:
@@ -42,9 +39,9 @@ async def receive_fal_webhook(request: Request) -> Response:
     if not isinstance(payload, dict):
         raise MalformedBody("The webhook body is not a JSON object.")
     outcome = outcome_from_webhook(payload, payload.get("request_id") or delivery.request_id)
-    moved = await finish_job(
-        ctx.store, job_id, outcome, has_callback=bool(callback_url), source="webhook"
-    )
+    moved = await finish_job(ctx.store, job_id, outcome, source="webhook")
+    if moved.previous is None:
+        raise NotFound("No such webhook.")  # a genuine token for a job past its retention
     if not moved.applied:
         logger.info("duplicate or late fal webhook for %s (job already %s)", job_id, moved.previous)
     return JSONResponse({"received": True, "applied": moved.applied})

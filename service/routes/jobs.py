@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import uuid
 from typing import Any
 
@@ -101,7 +100,6 @@ async def create_job(request: Request) -> Response:
         status=JobStatus.QUEUED,
         created_at_ms=created_ms,
         updated_at_ms=created_ms,
-        webhook_token=secrets.token_urlsafe(24),
         input=job_request.input,
         callback_url=job_request.callback_url,
         metadata=job_request.metadata,
@@ -128,7 +126,6 @@ async def create_job(request: Request) -> Response:
         "status": job.status.value,
         "created_at_ms": created_ms,
         "updated_at_ms": created_ms,
-        "webhook_token": job.webhook_token,
         "input": input_json,
         "submit_attempts": 0,
     }
