@@ -223,15 +223,20 @@ def parse_target(url: str, *, allow_private_targets: bool = False) -> Target:
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
     literal = _literal_address(host)
     if not allow_private_targets:
-        if literal is not None:
-            reason = forbidden_reason(literal)
-            if reason is not None:
-                raise UnsafeTarget(
-                    f"address {literal} is forbidden: {reason}", rule=reason, address=literal
-                )
-        else:
-            _check_name(host)
+        _check_host(host, literal)
     return Target(url=parsed, host=host, port=port, literal=literal)
+
+
+def _check_host(host: str, literal: IPAddress | None) -> None:
+    """Refuse a forbidden literal address, or a name that resolves locally by its form."""
+    if literal is None:
+        _check_name(host)
+        return
+    reason = forbidden_reason(literal)
+    if reason is not None:
+        raise UnsafeTarget(
+            f"address {literal} is forbidden: {reason}", rule=reason, address=literal
+        )
 
 
 def check_url_syntax(url: str, *, allow_private_targets: bool = False) -> None:
@@ -254,18 +259,9 @@ def check_url_syntax(url: str, *, allow_private_targets: bool = False) -> None:
     # The shape nearly every callback URL has, decided without building an httpx.URL (the
     # costliest step of intake validation): the same rules as parse_target, and for these
     # URLs the same outcome (tests/callbacks/test_ssrf.py holds the two paths together).
-    host = plain.group("host")
-    if allow_private_targets:
-        return
-    if plain.group("ipv4") is not None:
-        address = ipaddress.IPv4Address(host)
-        reason = forbidden_reason(address)
-        if reason is not None:
-            raise UnsafeTarget(
-                f"address {address} is forbidden: {reason}", rule=reason, address=address
-            )
-    else:
-        _check_name(host)
+    if not allow_private_targets:
+        host = plain.group("host")
+        _check_host(host, ipaddress.IPv4Address(host) if plain.group("ipv4") else None)
 
 
 def _literal_address(host: str) -> IPAddress | None:
