@@ -18,7 +18,7 @@ from types import FrameType
 
 from pydantic import ValidationError
 
-from service.localredis import LocalRedis
+from service.localredis import LocalRedis, LocalRedisError
 from service.settings import Settings, describe_validation_error
 
 STOP_TIMEOUT_S = 10.0
@@ -83,7 +83,13 @@ def run_dev_stack(state_dir: Path | None = None) -> int:
     try:
         if not env.get("REDIS_URL"):
             redis = LocalRedis(state_dir / "redis", port=int(env.get("DEV_REDIS_PORT", "6390")))
-            redis.start()
+            try:
+                redis.start()
+            except LocalRedisError as exc:
+                print(f"vidhook dev: cannot start a private Redis: {exc}", file=sys.stderr)
+                print("  (set REDIS_URL to use one you run, or DEV_REDIS_PORT)", file=sys.stderr)
+                redis = None
+                return 1
             env["REDIS_URL"] = redis.url
             notes.insert(0, f"redis:      {redis.url} (private, AOF in {redis.data_dir})")
         if not _settings_are_valid(env):

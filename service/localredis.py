@@ -44,7 +44,8 @@ class LocalRedis:
     """A redis-server child bound to loopback on `port`, keeping its files in `data_dir`."""
 
     def __init__(self, data_dir: Path, port: int | None = None, *, appendonly: bool = True) -> None:
-        self.data_dir = data_dir
+        # Absolute: redis-server changes into --dir before it opens --logfile.
+        self.data_dir = data_dir.resolve()
         self.port = port or free_port()
         self.appendonly = appendonly
         self._process: subprocess.Popen[bytes] | None = None

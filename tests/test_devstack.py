@@ -31,12 +31,13 @@ def test_vidhook_dev_serves_a_job_end_to_end_and_stops_every_child_on_sigint(
         SIMULATOR_PORT=str(free_port()),
         DEV_REDIS_PORT=str(free_port()),
         SIMULATOR_DELAY_S="0",
-        VIDHOOK_STATE_DIR=str(tmp_path),
         LOG_LEVEL="warning",
     )
+    env.pop("VIDHOOK_STATE_DIR", None)  # the default, relative `.vidhook`, as `make run` uses
     dev = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "dev"],
         env=env,
+        cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -51,7 +52,7 @@ def test_vidhook_dev_serves_a_job_end_to_end_and_stops_every_child_on_sigint(
                 time.sleep(0.2)
         else:
             pytest.fail("vidhook dev did not come up")
-        key = (tmp_path / "dev-api-key").read_text().strip()
+        key = (tmp_path / ".vidhook" / "dev-api-key").read_text().strip()
         headers = {"Authorization": f"Bearer {key}"}
         job = httpx.post(f"{api}/v1/jobs", json=i2v_body("dev"), headers=headers).json()
         deadline = time.monotonic() + 60
