@@ -20,7 +20,7 @@ class Status(StrEnum):
     COMPLETED = "COMPLETED"
 
 
-@dataclass
+@dataclass(eq=False)  # identity, not field equality: the FIFO looks requests up by identity
 class QueuedRequest:
     """State of one request from submit to completion, plus its webhook outcome."""
 
