@@ -86,6 +86,53 @@ class Job:
     callback_last_error: str | None
 
     @classmethod
+    def queued(
+        cls,
+        job_id: str,
+        tenant: str,
+        endpoint: str,
+        fal_input: dict[str, Any],
+        *,
+        callback_url: str | None,
+        metadata: dict[str, Any] | None,
+        estimated_cost_usd: float | None,
+        created_at_ms: int,
+    ) -> Job:
+        """A new job as intake records it."""
+        return cls(
+            id=job_id, tenant=tenant, endpoint=endpoint, status=JobStatus.QUEUED,
+            created_at_ms=created_at_ms, updated_at_ms=created_at_ms, input=fal_input,
+            callback_url=callback_url, metadata=metadata, estimated_cost_usd=estimated_cost_usd,
+            fal_request_id=None, fal_status_url=None, fal_response_url=None, fal_cancel_url=None,
+            submitted_at_ms=None, submit_pending_since_ms=None, submit_attempts=0, resubmits=0,
+            completed_at_ms=None, result=None, error=None, callback_status=None,
+            callback_attempts=0, callback_last_error=None,
+        )  # fmt: skip
+
+    def to_new_hash(self) -> dict[str, str | int | float]:
+        """The fields a new job's Redis hash starts with (the inverse of `from_hash`).
+
+        The input is stored as the exact JSON that dispatch sends to fal.
+        """
+        fields: dict[str, str | int | float] = {
+            "id": self.id,
+            "tenant": self.tenant,
+            "endpoint": self.endpoint,
+            "status": self.status.value,
+            "created_at_ms": self.created_at_ms,
+            "updated_at_ms": self.updated_at_ms,
+            "input": json.dumps(self.input, separators=(",", ":")),
+            "submit_attempts": self.submit_attempts,
+        }
+        if self.callback_url:
+            fields["callback_url"] = self.callback_url
+        if self.metadata is not None:
+            fields["metadata"] = json.dumps(self.metadata, separators=(",", ":"))
+        if self.estimated_cost_usd is not None:
+            fields["estimated_cost_usd"] = self.estimated_cost_usd
+        return fields
+
+    @classmethod
     def from_hash(cls, raw: dict[bytes, bytes]) -> Job:
         fields = {key.decode(): value.decode() for key, value in raw.items()}
 

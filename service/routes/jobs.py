@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from service.bodies import read_json
 from service.context import ApiContext, key_digest
 from service.errors import Conflict, InvalidRequest, NotFound, Unauthorized
-from service.jobs import Job, JobStatus, dispatch_task_id
+from service.jobs import Job, dispatch_task_id
 from service.ssrf import UnsafeTarget, check_url_syntax
 from service.store import CreateOutcome, Task, now_ms
 from service.validation import JobRequest, RequestInvalid, parse_job_request
@@ -90,51 +90,16 @@ async def create_job(request: Request) -> Response:
         )
 
     job_id = new_job_id()
-    created_ms = now_ms()
-    input_json = json.dumps(job_request.input, separators=(",", ":"))
-    estimate = ctx.prices.estimate(job_request.endpoint, job_request.input)
-    job = Job(
-        id=job_id,
-        tenant=tenant,
-        endpoint=job_request.endpoint,
-        status=JobStatus.QUEUED,
-        created_at_ms=created_ms,
-        updated_at_ms=created_ms,
-        input=job_request.input,
+    job = Job.queued(
+        job_id,
+        tenant,
+        job_request.endpoint,
+        job_request.input,
         callback_url=job_request.callback_url,
         metadata=job_request.metadata,
-        estimated_cost_usd=estimate,
-        fal_request_id=None,
-        fal_status_url=None,
-        fal_response_url=None,
-        fal_cancel_url=None,
-        submitted_at_ms=None,
-        submit_pending_since_ms=None,
-        submit_attempts=0,
-        resubmits=0,
-        completed_at_ms=None,
-        result=None,
-        error=None,
-        callback_status=None,
-        callback_attempts=0,
-        callback_last_error=None,
+        estimated_cost_usd=ctx.prices.estimate(job_request.endpoint, job_request.input),
+        created_at_ms=now_ms(),
     )
-    fields: dict[str, str | int | float] = {
-        "id": job_id,
-        "tenant": tenant,
-        "endpoint": job.endpoint,
-        "status": job.status.value,
-        "created_at_ms": created_ms,
-        "updated_at_ms": created_ms,
-        "input": input_json,
-        "submit_attempts": 0,
-    }
-    if job.callback_url:
-        fields["callback_url"] = job.callback_url
-    if job.metadata is not None:
-        fields["metadata"] = json.dumps(job.metadata, separators=(",", ":"))
-    if estimate is not None:
-        fields["estimated_cost_usd"] = estimate
     fingerprint = ""
     if idempotency_key:
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
@@ -142,7 +107,7 @@ async def create_job(request: Request) -> Response:
     outcome, stored_id = await ctx.store.create(
         job_id,
         tenant,
-        fields,
+        job.to_new_hash(),
         Task(dispatch_task_id(job_id), "dispatch_job", (job_id,)),
         idempotency_key=idempotency_key,
         fingerprint=fingerprint,
