@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
-import json
 import uuid
+from datetime import UTC, datetime
 
 import av
 import httpx
@@ -214,7 +214,15 @@ def test_an_idempotency_key_returns_the_same_job_and_refuses_a_different_body(
     assert len(fal_proxy.submits_containing(case)) == 1
 
 
-def test_job_resource_json_round_trips(client: httpx.Client) -> None:
+def test_a_queued_job_resource_has_utc_timestamps_and_nothing_yet_from_fal(
+    client: httpx.Client,
+) -> None:
+    before = datetime.now(UTC)
     created = client.post("/v1/jobs", json=i2v_body(marker())).json()
-    assert json.loads(json.dumps(created)) == created
+    created_at = datetime.fromisoformat(created["created_at"].replace("Z", "+00:00"))
     assert created["created_at"].endswith("Z")
+    assert abs((created_at - before).total_seconds()) < 5
+    assert created["updated_at"] == created["created_at"]
+    assert created["submitted_at"] is created["completed_at"] is None
+    assert created["fal_request_id"] is created["result"] is created["error"] is None
+    assert created["submissions"] == {"attempts": 0, "resubmits": 0}
