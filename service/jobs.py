@@ -41,6 +41,11 @@ def fetch_result_task_id(job_id: str) -> str:
     return f"fetch:{job_id}"
 
 
+def reconcile_task_id(job_id: str) -> str:
+    """The deferred fetch_result scheduled at submit, in case fal's webhook never comes."""
+    return f"reconcile:{job_id}"
+
+
 def event_type_for(status: JobStatus) -> str:
     """The callback event type announcing a terminal status, e.g. `job.completed`."""
     return f"job.{status.value}"

@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     retry_base_delay_s: float = 2.0
     retry_max_delay_s: float = 300.0
     ambiguous_submit_grace_s: float = 120.0
+    # A submitted job whose webhook has not come by then is asked about at fal directly.
+    reconcile_after_s: float = 600.0
     worker_max_jobs: int = 50
     # ARQ finds new tasks by polling: this bounds the intake -> fal submit latency (p99 ~ this
     # value), at the cost of one cheap Redis query per interval per idle worker.

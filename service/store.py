@@ -37,6 +37,7 @@ class Task:
     task_id: str
     function: str
     args: tuple[Any, ...]
+    defer_s: float = 0.0
 
     def payload(self, enqueue_time_ms: int) -> bytes:
         return serialize_job(self.function, self.args, {}, None, enqueue_time_ms)
@@ -148,12 +149,13 @@ class JobStore:
         """Set `to` (and write `fields`) only if the job's status is in `allowed_from`.
 
         `allowed_from=None` allows any status; `to=None` keeps the status and writes fields.
-        `then` is enqueued in the same atomic step (only if the job's field `then_if_set` is
-        non-empty, when given). `finished` starts the retention clock.
-        A refused move logs `refused_event` to the job's event list. `guard=(field, value)`
-        also refuses the move unless that field currently holds exactly `value`.
+        `then` is enqueued in the same atomic step, to run `then.defer_s` later (and only if
+        the job's field `then_if_set` is non-empty, when given). `finished` starts the
+        retention clock. A refused move logs `refused_event` to the job's event list.
+        `guard=(field, value)` also refuses the move unless that field holds exactly `value`.
         """
         when_ms = now_ms()
+        run_at_ms = when_ms + int(then.defer_s * 1000) if then else when_ms
         task_id = then.task_id if then else ""
         keys = [
             self.keys.job(job_id),
@@ -169,12 +171,13 @@ class JobStore:
             when_ms,
             task_id,
             then.payload(when_ms) if then else "",
-            expires_extra_ms,
+            expires_extra_ms + run_at_ms - when_ms,
             self.job_retention_s if finished else "",
             json.dumps({"at_ms": when_ms, **refused_event}) if refused_event else "",
             guard[0] if guard else "",
             guard[1] if guard else "",
             then_if_set or "",
+            run_at_ms,
         ]
         for name, value in (fields or {}).items():
             args += [name, value]

@@ -117,6 +117,7 @@ def settings(redis_server: LocalRedis, simulator: ServerThread, fal_proxy: FalPr
         retry_base_delay_s=0.05,
         retry_max_delay_s=0.3,
         ambiguous_submit_grace_s=10.0,
+        reconcile_after_s=8.0,
         dispatch_max_tries=4,
         callback_max_tries=4,
         worker_poll_delay_s=0.02,

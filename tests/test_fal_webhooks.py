@@ -15,7 +15,7 @@ from redis import Redis
 
 from service.localredis import LocalRedis
 from service.settings import Settings
-from tests.conftest import SIMULATOR_SIGNING_SEED, i2v_body, wait_for
+from tests.conftest import SIMULATOR_SIGNING_SEED, i2v_body, is_terminal, wait_for
 from tests.support.falproxy import FalProxy, Fault
 
 SIM_KEY = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(SIMULATOR_SIGNING_SEED))
@@ -146,6 +146,28 @@ def test_a_token_opens_only_its_own_jobs_url(
         httpx.post(gone, content=body, headers=signed_headers(body, request_id)).status_code == 404
     )
     assert client.get(f"/v1/jobs/{silent_job['id']}").json()["status"] == "submitted"
+
+
+def test_a_job_whose_webhook_is_lost_is_completed_by_asking_fal(
+    client: httpx.Client, fal_proxy: FalProxy
+) -> None:
+    # The request runs on the simulator, but fal never calls back: RECONCILE_AFTER_S (8 s in
+    # the tests) after the submit, the worker asks fal's status and result URLs itself.
+    job = submitted_job(client, fal_proxy, "mute")
+    done = wait_for(client, job["id"], is_terminal, timeout_s=45)
+    assert done["status"] == "completed", done
+    assert done["result"]["video"]["url"].endswith(".mp4")
+    assert done["submissions"] == {"attempts": 1, "resubmits": 0}
+
+
+def test_a_request_fal_does_not_know_fails_the_job_instead_of_waiting_forever(
+    client: httpx.Client, fal_proxy: FalProxy
+) -> None:
+    # A fake acceptance: fal's status URL answers 404 NOT_FOUND for this request id.
+    job = submitted_job(client, fal_proxy, "swallow")
+    done = wait_for(client, job["id"], is_terminal, timeout_s=45)
+    assert done["status"] == "failed"
+    assert done["error"]["type"] == "fal_request_unknown"
 
 
 def test_duplicate_and_conflicting_webhooks_after_the_first_are_harmless(

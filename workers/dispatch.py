@@ -15,8 +15,8 @@ from arq import Retry
 
 from service.completions import FalOutcome, fal_error, finish_job
 from service.fal import FalAmbiguous, FalRejected, FalUnavailable
-from service.jobs import JobStatus
-from service.store import SubmitClaim, now_ms
+from service.jobs import JobStatus, reconcile_task_id
+from service.store import SubmitClaim, Task, now_ms
 from workers.context import WorkerContext, worker_context
 
 logger = logging.getLogger("vidhook.dispatch")
@@ -72,7 +72,17 @@ async def dispatch_job(ctx: dict[str, Any], job_id: str) -> str:
         "submit_pending_since_ms": "",
     }
     moved = await w.store.move(
-        job_id, allowed_from=(JobStatus.SUBMITTING,), to=JobStatus.SUBMITTED, fields=accepted_fields
+        job_id,
+        allowed_from=(JobStatus.SUBMITTING,),
+        to=JobStatus.SUBMITTED,
+        fields=accepted_fields,
+        # Scheduled in the same step, so no submitted job is left without a safety net.
+        then=Task(
+            reconcile_task_id(job_id),
+            "fetch_result",
+            (job_id,),
+            defer_s=w.settings.reconcile_after_s,
+        ),
     )
     if not moved.applied:
         # fal's webhook can beat its own submit answer here (a fast failure): keep the finished

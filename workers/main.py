@@ -30,7 +30,9 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
             func(
                 notify_job, max_tries=settings.callback_max_tries + 1, timeout=60, keep_result=3600
             ),
-            func(fetch_result, max_tries=20, timeout=60, keep_result=3600),
+            # Polls fal for as long as a request runs: each try backs off up to
+            # RETRY_MAX_DELAY_S, so this is days, not a failure budget.
+            func(fetch_result, max_tries=1000, timeout=60, keep_result=3600),
         ],
         queue_name=settings.arq_queue_name,
         redis_settings=RedisSettings.from_dsn(settings.redis_url),

@@ -1,42 +1,78 @@
-"""fetch_result: read a finished request's result from fal when the webhook could not carry it."""
+"""fetch_result: ask fal directly about a request, and finish the job from its answer.
+
+Runs in two cases. fal's webhook said the request finished but could not carry the result
+(`payload_error`). Or no webhook came: at submit a reconcile task is scheduled for
+RECONCILE_AFTER_S later, so a lost webhook never means a lost video. Either way it follows
+fal's clients: status first, the result only once the status says COMPLETED.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from arq import Retry
 
 from service.completions import FalOutcome, fal_error, finish_job
-from service.fal import FalError, normalise_detail
-from workers.context import worker_context
+from service.fal import FalError, FalRejected, normalise_detail
+from service.jobs import Job, JobStatus
+from workers.context import WorkerContext, worker_context
+
+logger = logging.getLogger("vidhook.results")
+
+# fal answering 404 for a request this many times in a row means it does not know it.
+UNKNOWN_REQUEST_TRIES = 5
 
 
 def _owner_app(endpoint: str) -> str:
     return "/".join(endpoint.split("/")[:2])
 
 
+def _request_urls(w: WorkerContext, job: Job) -> tuple[str | None, str | None]:
+    """The request's status and result URLs: as fal returned them, or fal's documented form."""
+    if job.fal_request_id is None:
+        return job.fal_status_url, job.fal_response_url
+    base = str(w.settings.fal_queue_base_url).rstrip("/")
+    response_url = f"{base}/{_owner_app(job.endpoint)}/requests/{job.fal_request_id}"
+    return (
+        job.fal_status_url or f"{response_url}/status",
+        job.fal_response_url or response_url,
+    )
+
+
 async def fetch_result(ctx: dict[str, Any], job_id: str) -> str:
-    """GET the job's fal result URL and finish the job with it; Retry while fal is unreachable."""
+    """Finish the job from fal's status and result; Retry while it runs or fal is unreachable.
+
+    A request fal keeps in its queue or running is polled for as long as it takes (each poll
+    backs off up to RETRY_MAX_DELAY_S); only a request fal repeatedly says it does not know
+    fails the job.
+    """
     w = worker_context(ctx)
     job_try: int = ctx.get("job_try", 1)
     job = await w.store.get(job_id)
     if job is None or job.status.is_terminal:
         return "nothing to fetch"
-    response_url = job.fal_response_url
-    if response_url is None and job.fal_request_id:
-        # The submit answer was lost; fal's documented owner/app form is the fallback.
-        base = str(w.settings.fal_queue_base_url).rstrip("/")
-        response_url = f"{base}/{_owner_app(job.endpoint)}/requests/{job.fal_request_id}"
-    if response_url is None:
-        return "no fal request to fetch"
+    status_url, response_url = _request_urls(w, job)
+    if status_url is None or response_url is None:
+        return "no fal request to ask about"
     try:
-        # As fal's own clients do: the result is read only once the status says COMPLETED.
-        if (
-            job.fal_status_url
-            and (await w.fal.status(job.fal_status_url)).get("status") != "COMPLETED"
-        ):
+        state = (await w.fal.status(status_url)).get("status")
+        if state != "COMPLETED":
+            if state == "IN_PROGRESS":
+                await w.store.move(
+                    job_id, allowed_from=(JobStatus.SUBMITTED,), to=JobStatus.IN_PROGRESS
+                )
             raise Retry(defer=w.backoff_s(job_try))
         result = await w.fal.result(response_url)
+    except FalRejected as exc:
+        if job_try < UNKNOWN_REQUEST_TRIES:
+            raise Retry(defer=w.backoff_s(job_try)) from exc
+        logger.warning("fal does not know request %s of %s: %s", job.fal_request_id, job_id, exc)
+        error = fal_error("fal_request_unknown", f"fal does not know the request: {exc}")
+        await finish_job(
+            w.store, job_id, FalOutcome(job.fal_request_id, error=error), source="status"
+        )
+        return "unknown to fal"
     except FalError as exc:
         raise Retry(defer=w.backoff_s(job_try)) from exc
     if result.ok:
@@ -47,5 +83,7 @@ async def fetch_result(ctx: dict[str, Any], job_id: str) -> str:
         outcome = FalOutcome(
             request_id=job.fal_request_id, error=fal_error("fal_request_failed", message, detail)
         )
-    await finish_job(w.store, job_id, outcome, source="result")
+    moved = await finish_job(w.store, job_id, outcome, source="result")
+    if moved.applied and job.status is not JobStatus.IN_PROGRESS:
+        logger.info("reconciled %s from fal's status: its webhook never came", job_id)
     return "fetched"

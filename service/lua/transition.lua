@@ -10,7 +10,8 @@
 --       9 guard field, 10 its expected value: refuse unless the field holds exactly that
 --         (a compare-and-set, so two racing claimants cannot both win; '' = no guard)
 --       11 enqueue the follow-up only if this job field is set ('' = always)
---       12.. job hash field/value pairs to write with the move
+--       12 when the follow-up may run, ms (its ARQ queue score)
+--       13.. job hash field/value pairs to write with the move
 -- Returns {1, previous status} applied; {0, current status} refused; {-1, ''} no such job.
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then
@@ -45,12 +46,12 @@ if follow_up and ARGV[11] ~= '' then
   local condition = redis.call('HGET', KEYS[1], ARGV[11])
   follow_up = condition ~= false and condition ~= ''
 end
-if #ARGV >= 12 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 12))
+if #ARGV >= 13 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 13))
 end
 if follow_up and redis.call('EXISTS', KEYS[4], KEYS[5]) == 0 then
   redis.call('PSETEX', KEYS[4], ARGV[6], ARGV[5])
-  redis.call('ZADD', KEYS[6], ARGV[3], ARGV[4])
+  redis.call('ZADD', KEYS[6], ARGV[12], ARGV[4])
 end
 if ARGV[7] ~= '' then
   redis.call('EXPIRE', KEYS[1], ARGV[7])
