@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -449,7 +450,9 @@ class Bench:
             while time.monotonic() < deadline:
                 self.stack.check_alive()
                 cpu_samples.append((time.time(), self.stack.cpu_seconds()))
-                if await redis.zcard(queue) == 0 and not await redis.keys("arq:in-progress:*"):
+                # Tasks due now; each submit also leaves a reconcile task due much later.
+                due = await redis.zcount(queue, "-inf", int(time.time() * 1000))
+                if due == 0 and not await redis.keys("arq:in-progress:*"):
                     break
                 await asyncio.sleep(0.05)
             else:
@@ -863,6 +866,8 @@ def main() -> None:
         "--profile", action="store_true", help="py-spy the process under load in each phase"
     )
     args = parser.parse_args()
+    # A SIGTERM unwinds like Ctrl-C, so the stack's `finally` stops every child it started.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     out_dir = Path(args.out)
     marker = out_dir / ".bench-out"
     if out_dir.exists() and any(out_dir.iterdir()) and not marker.exists():
