@@ -52,6 +52,23 @@ USER_ID = "bench-user-0001"
 RESULT_VIDEO_BYTES = 1_843_217
 
 
+def ok_webhook_payload(request_id: str, video_url: str, size_bytes: int) -> dict[str, Any]:
+    """fal's OK completion webhook for a finished Veo request, as the simulator sends it."""
+    return {
+        "request_id": request_id,
+        "gateway_request_id": request_id,
+        "status": "OK",
+        "payload": {
+            "video": {
+                "url": video_url,
+                "content_type": "video/mp4",
+                "file_name": video_url.rsplit("/", 1)[-1],
+                "file_size": size_bytes,
+            }
+        },
+    }
+
+
 @dataclass
 class Message:
     """One HTTP/1.1 message seen on the wire: its start line, headers and body."""
@@ -237,19 +254,7 @@ class Peer:
         job_id = urllib.parse.urlsplit(webhook_url).path.rsplit("/", 1)[-1]
         name = f"{secrets.token_urlsafe(15)}_output.mp4"
         upstream = f"http://{self.config.upstream_host}:{self.config.upstream_port}"
-        payload = {
-            "request_id": request_id,
-            "gateway_request_id": request_id,
-            "status": "OK",
-            "payload": {
-                "video": {
-                    "url": f"{upstream}/files/{name}",
-                    "content_type": "video/mp4",
-                    "file_name": name,
-                    "file_size": RESULT_VIDEO_BYTES,
-                }
-            },
-        }
+        payload = ok_webhook_payload(request_id, f"{upstream}/files/{name}", RESULT_VIDEO_BYTES)
         self.records.webhooks_sent.append((time.time(), job_id))
         await self._sender.deliver(webhook_url, request_id, payload)
 

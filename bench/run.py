@@ -53,6 +53,7 @@ from redis.asyncio import Redis
 
 from bench import report
 from bench.loadgen import LoadGenerator, Sent, load_requests
+from bench.peer import RESULT_VIDEO_BYTES, ok_webhook_payload
 from bench.profile import sampled
 from bench.stack import Stack, clean_environment, ports
 from service.settings import Settings
@@ -351,19 +352,8 @@ class Bench:
         rows = []
         for job_id, token in zip(job_ids, tokens, strict=True):
             request_id = str(uuid.uuid4())
-            payload = {
-                "request_id": request_id,
-                "gateway_request_id": request_id,
-                "status": "OK",
-                "payload": {
-                    "video": {
-                        "url": f"http://127.0.0.1:{self.sim_latency_port}/files/{job_id}.mp4",
-                        "content_type": "video/mp4",
-                        "file_name": f"{job_id}.mp4",
-                        "file_size": 1843217,
-                    }
-                },
-            }
+            video_url = f"http://127.0.0.1:{self.sim_latency_port}/files/{job_id}.mp4"
+            payload = ok_webhook_payload(request_id, video_url, RESULT_VIDEO_BYTES)
             # As the simulator's (and fal's) sender does: compact JSON, signed per delivery.
             body = json.dumps(payload, separators=(",", ":")).encode()
             signature = signer.sign(
