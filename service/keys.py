@@ -29,10 +29,6 @@ class RedisKeys:
         """A client's Idempotency-Key, pointing at the job it created."""
         return f"{self.prefix}idem:{tenant}:{key}"
 
-    def job_updates(self, job_id: str) -> str:
-        """Pub/sub channel announcing a job's status changes to waiting readers."""
-        return f"{self.prefix}updates:{job_id}"
-
     @staticmethod
     def arq_job(arq_job_id: str) -> str:
         return job_key_prefix + arq_job_id

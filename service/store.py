@@ -160,7 +160,6 @@ class JobStore:
         keys = [
             self.keys.job(job_id),
             self.keys.job_events(job_id),
-            self.keys.job_updates(job_id),
             self.keys.arq_job(task_id),
             self.keys.arq_result(task_id),
             self.keys.queue,
@@ -195,7 +194,7 @@ class JobStore:
         one more submit attempt. One round trip where a read and a guarded `move` take two.
         """
         reply = await self._claim_submit(
-            keys=[self.keys.job(job_id), self.keys.job_updates(job_id)],
+            keys=[self.keys.job(job_id)],
             args=[" ".join(status.value for status in allowed_from), to.value, now_ms()],
         )
         code = int(reply[0])

@@ -1,5 +1,5 @@
 -- Claim a job's submit to fal in one round trip: the common case of dispatch_job.
--- KEYS: 1 job hash, 2 updates channel
+-- KEYS: 1 job hash
 -- ARGV: 1 statuses a submit may start from, space-separated, 2 the claimed status,
 --       3 now ms
 -- Returns {1, endpoint, input} claimed: the status is now
@@ -29,7 +29,4 @@ end
 -- As transition.lua: updated_at_ms is the time of the last status change.
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'updated_at_ms', ARGV[3],
   'submit_pending_since_ms', ARGV[3], 'submit_attempts', (tonumber(job[3]) or 0) + 1)
-if ARGV[2] ~= current then
-  redis.call('PUBLISH', KEYS[2], ARGV[2])
-end
 return {1, job[4] or '', job[5] or ''}

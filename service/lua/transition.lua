@@ -1,6 +1,6 @@
 -- Move a job between states only from an allowed state, atomically, optionally enqueuing
 -- a follow-up ARQ task in the same step (so a crash can never record one without the other).
--- KEYS: 1 job hash, 2 job events list, 3 updates channel, 4 ARQ job key, 5 ARQ result key, 6 ARQ queue
+-- KEYS: 1 job hash, 2 job events list, 3 ARQ job key, 4 ARQ result key, 5 ARQ queue
 -- ARGV: 1 allowed current statuses, space-separated ('*' = any)
 --       2 new status ('' = keep the current one and only write fields)
 --       3 now ms
@@ -49,15 +49,12 @@ end
 if #ARGV >= 13 then
   redis.call('HSET', KEYS[1], unpack(ARGV, 13))
 end
-if follow_up and redis.call('EXISTS', KEYS[4], KEYS[5]) == 0 then
-  redis.call('PSETEX', KEYS[4], ARGV[6], ARGV[5])
-  redis.call('ZADD', KEYS[6], ARGV[12], ARGV[4])
+if follow_up and redis.call('EXISTS', KEYS[3], KEYS[4]) == 0 then
+  redis.call('PSETEX', KEYS[3], ARGV[6], ARGV[5])
+  redis.call('ZADD', KEYS[5], ARGV[12], ARGV[4])
 end
 if ARGV[7] ~= '' then
   redis.call('EXPIRE', KEYS[1], ARGV[7])
   redis.call('EXPIRE', KEYS[2], ARGV[7])
-end
-if ARGV[2] ~= '' and ARGV[2] ~= current then
-  redis.call('PUBLISH', KEYS[3], ARGV[2])
 end
 return {1, current}
