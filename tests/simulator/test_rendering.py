@@ -90,7 +90,11 @@ def renders(sim: Sim, receiver: Receiver, assets: Path) -> dict[str, dict[str, A
 
 def _finish(sim: Sim, submitted: dict[str, Any]) -> tuple[dict[str, Any], Mp4Info]:
     status = sim.fal.wait_completed(submitted)
-    assert "error" not in status, (status.get("error"), status.get("error_type"), status.get("logs"))
+    assert "error" not in status, (
+        status.get("error"),
+        status.get("error_type"),
+        status.get("logs"),
+    )
     assert status["metrics"]["inference_time"] > 0
     result = sim.fal.http.get(submitted["response_url"])
     assert result.status_code == 200, result.text
