@@ -44,8 +44,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.simulator.signing import WebhookSigner
-from service.simulator.webhooks import WebhookSender
+from service.dev.simulator.signing import WebhookSigner
+from service.dev.simulator.webhooks import WebhookSender
 
 SAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "examples" / "sample.jpg"
 USER_ID = "bench-user-0001"

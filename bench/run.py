@@ -56,8 +56,8 @@ from bench.loadgen import LoadGenerator, Sent, load_requests
 from bench.peer import RESULT_VIDEO_BYTES, ok_webhook_payload
 from bench.profile import sampled
 from bench.stack import Stack, clean_environment, ports
+from service.dev.simulator.signing import WebhookSigner
 from service.settings import Settings
-from service.simulator.signing import WebhookSigner
 
 ROOT = Path(__file__).resolve().parent.parent
 WRK_SCRIPT = ROOT / "bench" / "wrk" / "requests.lua"
@@ -817,7 +817,7 @@ def machine() -> dict[str, str]:
         pass
     redis_version = "unknown"
     try:
-        from service.localredis import find_redis_server
+        from service.dev.localredis import find_redis_server
 
         redis_version = subprocess.run(
             [find_redis_server(), "--version"], capture_output=True, text=True, check=False

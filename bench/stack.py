@@ -19,7 +19,7 @@ from typing import IO
 
 import redis
 
-from service.localredis import LocalRedis, free_port
+from service.dev.localredis import LocalRedis, free_port
 from service.settings import Settings
 
 STOP_TIMEOUT_S = 10.0

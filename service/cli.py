@@ -52,7 +52,7 @@ def run_worker() -> None:
 
 
 def run_simulator() -> None:
-    from service.simulator import SimulatorConfig, serve
+    from service.dev.simulator import SimulatorConfig, serve
 
     try:
         config = SimulatorConfig()
@@ -63,7 +63,7 @@ def run_simulator() -> None:
 
 
 def run_dev() -> None:
-    from service.devstack import run_dev_stack
+    from service.dev.devstack import run_dev_stack
 
     raise SystemExit(run_dev_stack())
 

@@ -20,10 +20,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service.app import create_app
-from service.localredis import LocalRedis, free_port
+from service.dev.localredis import LocalRedis, free_port
+from service.dev.simulator import SimulatorConfig
+from service.dev.simulator import create_app as create_simulator_app
 from service.settings import Settings
-from service.simulator import SimulatorConfig
-from service.simulator import create_app as create_simulator_app
 from tests.support.falproxy import FalProxy
 from tests.support.servers import ServerThread
 from tests.support.workerthread import WorkerThread

@@ -13,7 +13,7 @@ from redis import Redis
 
 from bench.ceiling import KEY_PREFIX, create_app
 from bench.loadgen import LoadGenerator, load_requests, summary
-from service.localredis import LocalRedis
+from service.dev.localredis import LocalRedis
 from tests.support.servers import ServerThread
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from service.catalog import ENDPOINTS, EndpointSpec
-from service.simulator import rules as fal_rules
+from service.dev.simulator import rules as fal_rules
 from service.validation import RequestInvalid, parse_job_request
 
 

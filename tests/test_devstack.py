@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from service.localredis import free_port
+from service.dev.localredis import free_port
 from tests.conftest import i2v_body
 
 

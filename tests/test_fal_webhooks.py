@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis import Redis
 
-from service.localredis import LocalRedis
+from service.dev.localredis import LocalRedis
 from service.settings import Settings
 from tests.conftest import SIMULATOR_SIGNING_SEED, i2v_body, is_terminal, wait_for
 from tests.support.falproxy import FalProxy, Fault

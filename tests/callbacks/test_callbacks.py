@@ -19,7 +19,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from service.callbacks import CallbackSender, DeliveryResult
-from service.localredis import free_port
+from service.dev.localredis import free_port
 from service.ssrf import IPAddress, ResolutionFailed
 from tests.callbacks.conftest import SECRET, Receiver
 

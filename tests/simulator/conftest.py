@@ -12,8 +12,8 @@ from typing import Any
 import imageio_ffmpeg
 import pytest
 
-from service.localredis import free_port
-from service.simulator import SimulatorConfig, create_app
+from service.dev.localredis import free_port
+from service.dev.simulator import SimulatorConfig, create_app
 from tests.simulator.helpers import FalClient, Receiver
 from tests.support.servers import ServerThread
 

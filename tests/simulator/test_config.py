@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from service.simulator import SimulatorConfig
+from service.dev.simulator import SimulatorConfig
 
 
 def test_environment_is_read_with_comma_separated_keys(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from service.localredis import free_port
+from service.dev.localredis import free_port
 from tests.simulator.conftest import Sim
 from tests.simulator.helpers import Receiver, data_uri, verifying_key_index
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import uvicorn
 
-from service.localredis import free_port
+from service.dev.localredis import free_port
 
 
 class ServerThread:

@@ -18,7 +18,7 @@ from types import FrameType
 
 from pydantic import ValidationError
 
-from service.localredis import LocalRedis, LocalRedisError
+from service.dev.localredis import LocalRedis, LocalRedisError
 from service.settings import Settings, describe_validation_error
 
 STOP_TIMEOUT_S = 10.0

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from service.simulator.errors import Failure
-from service.simulator.rules import EndpointRule
+from service.dev.simulator.errors import Failure
+from service.dev.simulator.rules import EndpointRule
 
 
 class Status(StrEnum):

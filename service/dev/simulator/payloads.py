@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from service.simulator.requests import QueuedRequest, Status
+from service.dev.simulator.requests import QueuedRequest, Status
 
 
 @dataclass(frozen=True)

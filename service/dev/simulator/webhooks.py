@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from service.simulator.signing import WebhookSigner
+from service.dev.simulator.signing import WebhookSigner
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import httpx
 
-from service.simulator.errors import ErrorDetail, file_error
-from service.simulator.ffmpeg import run_ffmpeg
-from service.simulator.rules import FileRef
+from service.dev.simulator.errors import ErrorDetail, file_error
+from service.dev.simulator.ffmpeg import run_ffmpeg
+from service.dev.simulator.rules import FileRef
 
 # fal's pages: "Input images up to 8MB in size". Read as MiB, the more lenient reading.
 IMAGE_MAX_BYTES = 8 * 1024 * 1024

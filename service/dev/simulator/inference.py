@@ -12,11 +12,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from service.simulator.errors import ErrorDetail, InputRejected
-from service.simulator.media import Clip, FileProblem, MediaLoader, Still
-from service.simulator.render import Renderer, plan_for, resolve_aspect_ratio
-from service.simulator.requests import QueuedRequest
-from service.simulator.rules import EndpointRule, FileKind, FileRef, check_schema, file_refs
+from service.dev.simulator.errors import ErrorDetail, InputRejected
+from service.dev.simulator.media import Clip, FileProblem, MediaLoader, Still
+from service.dev.simulator.render import Renderer, plan_for, resolve_aspect_ratio
+from service.dev.simulator.requests import QueuedRequest
+from service.dev.simulator.rules import EndpointRule, FileKind, FileRef, check_schema, file_refs
 
 _THINK_STEPS = 4
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.simulator.ffmpeg import run_ffmpeg
+from service.dev.simulator.ffmpeg import run_ffmpeg
 
 FPS = 24
 _SIZES_16_9 = {"720p": (1280, 720), "1080p": (1920, 1080), "4k": (3840, 2160)}

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from service.simulator.errors import ErrorDetail, echo_input
+from service.dev.simulator.errors import ErrorDetail, echo_input
 
 SafetyTolerance = Literal["1", "2", "3", "4", "5", "6"]
 Veo31AspectRatio = Literal["auto", "16:9", "9:16"]

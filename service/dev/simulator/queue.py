@@ -16,13 +16,13 @@ from collections.abc import Coroutine
 from enum import StrEnum
 from typing import Any
 
-from service.simulator import payloads
-from service.simulator.errors import Failure, InputRejected
-from service.simulator.inference import Inference
-from service.simulator.render import RenderError
-from service.simulator.requests import QueuedRequest, Status
-from service.simulator.rules import EndpointRule
-from service.simulator.webhooks import WebhookSender
+from service.dev.simulator import payloads
+from service.dev.simulator.errors import Failure, InputRejected
+from service.dev.simulator.inference import Inference
+from service.dev.simulator.render import RenderError
+from service.dev.simulator.requests import QueuedRequest, Status
+from service.dev.simulator.rules import EndpointRule
+from service.dev.simulator.webhooks import WebhookSender
 
 logger = logging.getLogger(__name__)
 

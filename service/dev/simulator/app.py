@@ -32,18 +32,18 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from service.simulator import payloads
-from service.simulator.config import SimulatorConfig
-from service.simulator.ffmpeg import ffmpeg_exe
-from service.simulator.inference import Inference
-from service.simulator.media import MediaLoader
-from service.simulator.payloads import RequestUrls
-from service.simulator.queue import CancelResult, RequestQueue
-from service.simulator.render import Renderer
-from service.simulator.requests import QueuedRequest, Status
-from service.simulator.rules import ENDPOINTS
-from service.simulator.signing import WebhookSigner
-from service.simulator.webhooks import WebhookSender
+from service.dev.simulator import payloads
+from service.dev.simulator.config import SimulatorConfig
+from service.dev.simulator.ffmpeg import ffmpeg_exe
+from service.dev.simulator.inference import Inference
+from service.dev.simulator.media import MediaLoader
+from service.dev.simulator.payloads import RequestUrls
+from service.dev.simulator.queue import CancelResult, RequestQueue
+from service.dev.simulator.render import Renderer
+from service.dev.simulator.requests import QueuedRequest, Status
+from service.dev.simulator.rules import ENDPOINTS
+from service.dev.simulator.signing import WebhookSigner
+from service.dev.simulator.webhooks import WebhookSender
 
 _FILE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+\.mp4$")
 _TRUE_FLAGS = frozenset({"1", "true", "True"})
@@ -263,7 +263,7 @@ def serve(config: SimulatorConfig) -> None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
         )
-    logging.getLogger("service.simulator").info(
+    logging.getLogger("service.dev.simulator").info(
         "fal simulator on %s (public URL %s)", f"{config.host}:{config.port}", config.public_url
     )
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info")

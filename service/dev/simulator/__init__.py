@@ -5,7 +5,7 @@ Veo endpoints: queue states, status/result/cancel, signed webhooks with retries,
 shapes. It knows nothing of vidhook.
 """
 
-from service.simulator.app import create_app, serve
-from service.simulator.config import SimulatorConfig
+from service.dev.simulator.app import create_app, serve
+from service.dev.simulator.config import SimulatorConfig
 
 __all__ = ["SimulatorConfig", "create_app", "serve"]
