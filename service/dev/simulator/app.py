@@ -7,6 +7,8 @@ Routes (all paths as fal has them; `{app}` is `owner/app` or a full endpoint id)
     GET  /{app}/requests/{id}[/response]          result
     PUT  /{app}/requests/{id}/cancel              cancel
     GET  /.well-known/jwks.json                   webhook verification keys
+    GET  /v1/models/requests/by-endpoint          the Platform API's request listing (§1.11;
+                                                  its base URL is the simulator's + "/v1")
     GET  /files/{name}                            rendered MP4s
 """
 
@@ -22,6 +24,7 @@ import tempfile
 import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,7 @@ from service.dev.simulator.ffmpeg import ffmpeg_exe
 from service.dev.simulator.inference import Inference
 from service.dev.simulator.media import MediaLoader
 from service.dev.simulator.payloads import RequestUrls
+from service.dev.simulator.platform import ListingInvalid, ListingQuery, list_requests
 from service.dev.simulator.queue import CancelResult, RequestQueue
 from service.dev.simulator.render import Renderer
 from service.dev.simulator.requests import QueuedRequest, Status
@@ -126,6 +130,17 @@ class _QueueApi:
             return found
         outcome = self._rt.queue.cancel(found.request_id)
         return JSONResponse({"status": outcome.value}, _CANCEL_HTTP_STATUS[outcome])
+
+    async def list_requests(self, request: Request) -> Response:
+        endpoint_ids = ",".join(request.query_params.getlist("endpoint_id"))
+        denied = self._deny(request, endpoint_ids or "platform")
+        if denied is not None:
+            return denied
+        try:
+            query = ListingQuery.parse(request.query_params.multi_items(), datetime.now(UTC))
+        except ListingInvalid as exc:
+            return _unprocessable(exc.loc, exc.msg, "value_error", None)
+        return JSONResponse(list_requests(self._rt.queue.all(), query))
 
     async def jwks(self, request: Request) -> Response:
         return JSONResponse(self._signer.jwks())
@@ -248,6 +263,7 @@ def create_app(config: SimulatorConfig) -> Starlette:
     routes = [
         Route("/.well-known/jwks.json", api.jwks, methods=["GET"]),
         Route("/files/{name}", api.file, methods=["GET", "HEAD"]),
+        Route("/v1/models/requests/by-endpoint", api.list_requests, methods=["GET"]),
         Route("/{endpoint:path}/requests/{request_id}/status", api.status, methods=["GET"]),
         Route("/{endpoint:path}/requests/{request_id}/cancel", api.cancel, methods=["PUT"]),
         Route("/{endpoint:path}/requests/{request_id}/response", api.result, methods=["GET"]),

@@ -62,6 +62,10 @@ class RequestQueue:
     def get(self, request_id: str) -> QueuedRequest | None:
         return self._requests.get(request_id)
 
+    def all(self) -> list[QueuedRequest]:
+        """Every request this process has seen, for the Platform API's listing."""
+        return list(self._requests.values())
+
     def queue_position(self, request: QueuedRequest) -> int:
         """How many requests wait ahead of this one (0 = next to start)."""
         try:

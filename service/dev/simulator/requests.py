@@ -30,6 +30,8 @@ class QueuedRequest:
     webhook_url: str | None
     status: Status = Status.IN_QUEUE
     submitted_at: float = field(default_factory=time.monotonic)
+    # Wall-clock submit time, for the Platform API's `sent_at` (monotonic times are durations).
+    sent_at_unix: float = field(default_factory=time.time)
     started_at: float | None = None
     completed_at: float | None = None
     output: dict[str, Any] | None = None
@@ -47,6 +49,12 @@ class QueuedRequest:
                 "source": "USER",
             }
         )
+
+    def wall_time(self, monotonic_at: float | None) -> float | None:
+        """A monotonic instant of this request's life as Unix time."""
+        if monotonic_at is None:
+            return None
+        return self.sent_at_unix + (monotonic_at - self.submitted_at)
 
     @property
     def inference_time_s(self) -> float | None:
