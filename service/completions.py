@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.fal import normalise_detail
-from service.jobs import ACTIVE_STATUSES, JobStatus, fetch_result_task_id, notify_task_id
+from service.jobs import JobStatus, fetch_result_task_id, notify_task_id
 from service.store import JobStore, Moved, Task, now_ms
 
 
@@ -74,7 +74,9 @@ def outcome_from_webhook(payload: dict[str, Any], request_id: str) -> FalOutcome
 async def finish_job(store: JobStore, job_id: str, outcome: FalOutcome, *, source: str) -> Moved:
     """Move an active job to completed or failed from fal's outcome, at most once.
 
-    The client's callback, if the job has one, is enqueued in the same atomic step (the script
+    `source` (webhook, result, status, submit, dispatch) is the event's reason. An outcome
+    without its result moves the job to in_progress and enqueues the fetch instead. The
+    client's callback, if the job has one, is enqueued in the same atomic step (the script
     reads the job's callback_url, so callers need not). A job already finished keeps
     its state; the late report is logged to its events.
     """
@@ -82,25 +84,31 @@ async def finish_job(store: JobStore, job_id: str, outcome: FalOutcome, *, sourc
     if outcome.request_id:
         request_fields["fal_request_id"] = outcome.request_id
     if outcome.needs_fetch:
-        return await store.move(
+        fetch = Task(fetch_result_task_id(job_id), "fetch_result", (job_id,))
+        moved = await store.transition(
             job_id,
-            allowed_from=ACTIVE_STATUSES,
-            to=JobStatus.IN_PROGRESS,
+            JobStatus.IN_PROGRESS,
+            reason=f"{source}_payload_error",
             fields=request_fields,
-            then=Task(fetch_result_task_id(job_id), "fetch_result", (job_id,)),
+            follow_ups=[fetch],
         )
+        if not moved.applied and moved.previous is JobStatus.IN_PROGRESS:
+            # Already running, so not a state change; the result must still be fetched.
+            await store.update_fields(job_id, request_fields, follow_ups=[fetch])
+        return moved
     if outcome.error is not None:
         status, fields = JobStatus.FAILED, {"error": json.dumps(outcome.error)}
     else:
         status, fields = JobStatus.COMPLETED, {"result": json.dumps(outcome.result)}
-    return await store.move(
+    return await store.transition(
         job_id,
-        allowed_from=ACTIVE_STATUSES,
-        to=status,
+        status,
+        reason=source,
         # The input (possibly megabytes of data URIs) is no longer needed once fal is done.
         fields={**request_fields, **fields, "completed_at_ms": now_ms(), "input": ""},
-        then=Task(notify_task_id(job_id), "notify_job", (job_id,)),
-        then_if_set="callback_url",
+        follow_ups=[
+            Task(notify_task_id(job_id), "notify_job", (job_id,), only_if_set="callback_url")
+        ],
         refused_event={
             "event": "late_outcome",
             "source": source,

@@ -18,8 +18,27 @@ class RedisKeys:
         return f"{self.prefix}job:{job_id}"
 
     def job_events(self, job_id: str) -> str:
-        """Capped list of what happened to a job that did not change it (duplicates, resubmits)."""
+        """Capped list of what happened to a job that did not change it (duplicates, resubmits).
+
+        Not the job's state changes: those are in `job_transitions` and `events`.
+        """
         return f"{self.prefix}job:{job_id}:events"
+
+    def job_transitions(self, job_id: str) -> str:
+        """Stream of one job's state changes, with the same entry ids as in `events`.
+
+        Expires with the job, so a reader can replay a job's history without the global stream.
+        """
+        return f"{self.prefix}job:{job_id}:transitions"
+
+    def job_changed(self, job_id: str) -> str:
+        """Pub/sub channel announcing each state change of a job (the message: its event id)."""
+        return f"{self.prefix}job:{job_id}:changed"
+
+    @property
+    def events(self) -> str:
+        """The capped stream of every job's state changes (see service/events.py)."""
+        return f"{self.prefix}events"
 
     def tenant_jobs(self, tenant: str) -> str:
         """Sorted set of a tenant's job ids by creation time (ms)."""

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
         default=None, description="JSON overriding the built-in price table (see README)"
     )
     job_retention_s: int = 7 * 86_400
+    # The job event stream keeps about this many of the newest state changes, all jobs
+    # together (a job makes ~5); each job's own history lives as long as the job.
+    event_stream_maxlen: int = Field(default=100_000, ge=1)
 
     host: str = "127.0.0.1"
     port: int = 8000

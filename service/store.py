@@ -1,10 +1,16 @@
-"""Jobs in Redis: creation with its dispatch task in one round trip, and atomic state moves."""
+"""Jobs in Redis: creation with its dispatch task in one round trip, and atomic state moves.
+
+Every status change goes through one Lua step that checks it against `jobs.TRANSITIONS`,
+writes the job, appends one event (see service/events.py) and enqueues its follow-up tasks,
+atomically. `update_fields` is the other kind of write: bookkeeping that changes no status and
+appends no event.
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from importlib import resources
@@ -14,7 +20,8 @@ from arq.constants import expires_extra_ms
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
-from service.jobs import Job, JobStatus
+from service.events import EventLog
+from service.jobs import Job, JobStatus, sources_of
 from service.keys import RedisKeys
 
 FieldValue = str | int | float
@@ -30,14 +37,25 @@ def _lua(name: str) -> str:
     return resources.files("service").joinpath("lua", name).read_text(encoding="utf-8")
 
 
+def _step_script(name: str) -> str:
+    # A Redis script cannot call another: the shared functions go in front of each script.
+    return _lua("step.lua") + "\n" + _lua(name)
+
+
 @dataclass(frozen=True, slots=True)
 class Task:
-    """An ARQ task to enqueue: the ARQ job id, the function name and its positional arguments."""
+    """An ARQ task to enqueue: the ARQ job id, the function name and its positional arguments.
+
+    `defer_s`: how long after the step it may run. `only_if_set`: as a follow-up, enqueue it
+    only if this job field is non-empty when the step runs (read inside the atomic step, e.g.
+    `callback_url` for the notify task).
+    """
 
     task_id: str
     function: str
     args: tuple[Any, ...]
     defer_s: float = 0.0
+    only_if_set: str | None = None
 
     def payload(self, enqueue_time_ms: int) -> bytes:
         return serialize_job(self.function, self.args, {}, None, enqueue_time_ms)
@@ -67,22 +85,34 @@ class SubmitClaim:
 
 @dataclass(frozen=True, slots=True)
 class Moved:
-    """What a transition did: `applied`, and the status the job had before it (None: no job)."""
+    """What a transition did: `applied`, the status the job had before it (None: no job), and
+    the id of the event it appended (None when refused)."""
 
     applied: bool
     previous: JobStatus | None
+    event_id: str | None = None
 
 
 class JobStore:
     """Reads and writes job records; every write that depends on the state is a Lua script."""
 
-    def __init__(self, redis: Redis, keys: RedisKeys, *, job_retention_s: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: RedisKeys,
+        *,
+        job_retention_s: int,
+        event_stream_maxlen: int = 100_000,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.job_retention_s = job_retention_s
-        self._create = redis.register_script(_lua("create_job.lua"))
-        self._transition = redis.register_script(_lua("transition.lua"))
-        self._claim_submit = redis.register_script(_lua("claim_submit.lua"))
+        self.event_stream_maxlen = event_stream_maxlen
+        # Reading the events the steps below append (service/events.py).
+        self.event_log = EventLog(redis, keys)
+        self._create = redis.register_script(_step_script("create_job.lua"))
+        self._transition = redis.register_script(_step_script("transition.lua"))
+        self._claim_submit = redis.register_script(_step_script("claim_submit.lua"))
 
     async def create(
         self,
@@ -95,7 +125,9 @@ class JobStore:
         fingerprint: str = "",
         idempotency_ttl_s: int = 86_400,
     ) -> tuple[CreateOutcome, str]:
-        """Record a job and enqueue its dispatch task; returns the outcome and the job's id.
+        """Record a job, its first event ('' -> queued) and its dispatch task, atomically.
+
+        Returns the outcome and the job's id.
 
         With an idempotency key already used by this tenant, nothing is written: the outcome
         says whether the earlier request was the same one (REPLAYED) or not (KEY_REUSED).
@@ -108,6 +140,8 @@ class JobStore:
             self.keys.arq_result(dispatch.task_id),
             self.keys.queue,
             self.keys.idempotency(tenant, idempotency_key) if idempotency_key else "",
+            self.keys.events,
+            self.keys.job_transitions(job_id),
         ]
         small: list[str] = []
         large: list[str] = []
@@ -124,6 +158,10 @@ class JobStore:
             idempotency_ttl_s,
             fingerprint,
             json.dumps(small, ensure_ascii=False, separators=(",", ":")),
+            tenant,
+            str(fields["endpoint"]),
+            self.event_stream_maxlen,
+            "created",
             *large,
         ]
         code, existing_id = await self._create(keys=keys, args=args)
@@ -133,69 +171,127 @@ class JobStore:
         raw = await self.redis.hgetall(self.keys.job(job_id))  # type: ignore[misc]
         return Job.from_hash(raw) if raw else None
 
-    async def move(
+    async def transition(
+        self,
+        job_id: str,
+        to: JobStatus,
+        *,
+        reason: str,
+        fields: Mapping[str, FieldValue] | None = None,
+        follow_ups: Sequence[Task] = (),
+        guard: tuple[str, str] | None = None,
+        refused_event: Mapping[str, Any] | None = None,
+        finished: bool = False,
+    ) -> Moved:
+        """Move the job to `to` if `jobs.TRANSITIONS` allows it from its current status.
+
+        Applied, the step writes `fields`, appends one event (`reason` says why, e.g.
+        `webhook`), publishes its id on the job's changed channel and enqueues every task in
+        `follow_ups`, atomically. `guard=(field, value)` also refuses the move unless that
+        field holds exactly `value`. `finished` starts the retention clock. A refused move
+        writes nothing and appends no event; it logs `refused_event`, if given, to the
+        job's notes (`events`).
+        """
+        return await self._step(
+            job_id,
+            allowed_from=" ".join(sorted(status.value for status in sources_of(to))),
+            to=to.value,
+            reason=reason,
+            fields=fields,
+            follow_ups=follow_ups,
+            guard=guard,
+            refused_event=refused_event,
+            finished=finished,
+        )
+
+    async def update_fields(
+        self,
+        job_id: str,
+        fields: Mapping[str, FieldValue],
+        *,
+        follow_ups: Sequence[Task] = (),
+    ) -> JobStatus | None:
+        """Write bookkeeping fields (and enqueue `follow_ups`) without changing the status.
+
+        Appends no event. Returns the job's status, or None (and writes nothing) if there is
+        no such job.
+        """
+        moved = await self._step(
+            job_id, allowed_from="*", to="", reason="", fields=fields, follow_ups=follow_ups
+        )
+        return moved.previous
+
+    async def _step(
         self,
         job_id: str,
         *,
-        allowed_from: Iterable[JobStatus] | None,
-        to: JobStatus | None,
-        fields: Mapping[str, FieldValue] | None = None,
-        then: Task | None = None,
-        then_if_set: str | None = None,
+        allowed_from: str,
+        to: str,
+        reason: str,
+        fields: Mapping[str, FieldValue] | None,
+        follow_ups: Sequence[Task],
+        guard: tuple[str, str] | None = None,
         refused_event: Mapping[str, Any] | None = None,
         finished: bool = False,
-        guard: tuple[str, str] | None = None,
     ) -> Moved:
-        """Set `to` (and write `fields`) only if the job's status is in `allowed_from`.
-
-        `allowed_from=None` allows any status; `to=None` keeps the status and writes fields.
-        `then` is enqueued in the same atomic step, to run `then.defer_s` later (and only if
-        the job's field `then_if_set` is non-empty, when given). `finished` starts the
-        retention clock. A refused move logs `refused_event` to the job's event list.
-        `guard=(field, value)` also refuses the move unless that field holds exactly `value`.
-        """
         when_ms = now_ms()
-        run_at_ms = when_ms + int(then.defer_s * 1000) if then else when_ms
-        task_id = then.task_id if then else ""
         keys = [
             self.keys.job(job_id),
             self.keys.job_events(job_id),
-            self.keys.arq_job(task_id),
-            self.keys.arq_result(task_id),
+            self.keys.events,
+            self.keys.job_transitions(job_id),
             self.keys.queue,
         ]
         args: list[Any] = [
-            "*" if allowed_from is None else " ".join(status.value for status in allowed_from),
-            to.value if to else "",
+            allowed_from,
+            to,
             when_ms,
-            task_id,
-            then.payload(when_ms) if then else "",
-            expires_extra_ms + run_at_ms - when_ms,
+            reason,
+            self.event_stream_maxlen,
+            self.keys.job_changed(job_id),
             self.job_retention_s if finished else "",
             json.dumps({"at_ms": when_ms, **refused_event}) if refused_event else "",
             guard[0] if guard else "",
             guard[1] if guard else "",
-            then_if_set or "",
-            run_at_ms,
+            len(follow_ups),
         ]
+        for task in follow_ups:
+            run_at_ms = when_ms + int(task.defer_s * 1000)
+            keys += [self.keys.arq_job(task.task_id), self.keys.arq_result(task.task_id)]
+            args += [
+                task.task_id,
+                task.payload(when_ms),
+                expires_extra_ms + run_at_ms - when_ms,
+                run_at_ms,
+                task.only_if_set or "",
+            ]
         for name, value in (fields or {}).items():
             args += [name, value]
-        code, status = await self._transition(keys=keys, args=args)
+        reply = await self._transition(keys=keys, args=args)
+        code, status = int(reply[0]), reply[1]
         previous = JobStatus(status.decode()) if status else None
-        return Moved(applied=int(code) == 1, previous=previous)
+        event_id = reply[2].decode() if code == 1 and reply[2] else None
+        return Moved(applied=code == 1, previous=previous, event_id=event_id)
 
-    async def claim_submit(
-        self, job_id: str, *, allowed_from: Iterable[JobStatus], to: JobStatus
-    ) -> SubmitClaim:
-        """Move the job to `to` for a submit and read what the submit needs, atomically.
+    async def claim_submit(self, job_id: str, *, reason: str = "submit") -> SubmitClaim:
+        """Move the job to `submitting` for a submit and read what the submit needs, atomically.
 
-        Claims only from `allowed_from`, and only when no earlier submit is pending an answer
-        (`submit_pending_since_ms` unset); it sets `submit_pending_since_ms` to now and counts
-        one more submit attempt. One round trip where a read and a guarded `move` take two.
+        Claims only from the statuses `jobs.TRANSITIONS` allows into `submitting`, and only
+        when no earlier submit is pending an answer (`submit_pending_since_ms` unset); it sets
+        `submit_pending_since_ms` to now, counts one more submit attempt and appends the
+        event. One round trip where a read and a guarded `transition` take two.
         """
+        to = JobStatus.SUBMITTING
         reply = await self._claim_submit(
-            keys=[self.keys.job(job_id)],
-            args=[" ".join(status.value for status in allowed_from), to.value, now_ms()],
+            keys=[self.keys.job(job_id), self.keys.events, self.keys.job_transitions(job_id)],
+            args=[
+                " ".join(sorted(status.value for status in sources_of(to))),
+                to.value,
+                now_ms(),
+                reason,
+                self.event_stream_maxlen,
+                self.keys.job_changed(job_id),
+            ],
         )
         code = int(reply[0])
         if code == 1:
@@ -213,7 +309,10 @@ class JobStore:
     async def record_event(
         self, job_id: str, event: Mapping[str, Any], *, counter: str | None = None
     ) -> None:
-        """Log something that happened to a job without changing it; optionally count it."""
+        """Note something that happened to a job without changing it; optionally count it.
+
+        Notes are not events: the event streams hold state changes only.
+        """
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.rpush(self.keys.job_events(job_id), json.dumps({"at_ms": now_ms(), **event}))
             pipe.ltrim(self.keys.job_events(job_id), -50, -1)

@@ -95,10 +95,10 @@ def test_after_a_crash_mid_submit_dispatch_waits_for_the_webhook_then_resubmits(
 
     async def scenario(ctx: dict[str, Any], store: JobStore, job_id: str) -> None:
         # A worker marked the job `submitting` and died: did its POST reach fal? Unknown.
-        await store.move(
+        await store.transition(
             job_id,
-            allowed_from=None,
-            to=JobStatus.SUBMITTING,
+            JobStatus.SUBMITTING,
+            reason="submit",
             fields={"submit_pending_since_ms": now_ms(), "submit_attempts": 1},
         )
         with pytest.raises(Retry):
@@ -107,9 +107,7 @@ def test_after_a_crash_mid_submit_dispatch_waits_for_the_webhook_then_resubmits(
 
         # The grace period passes with no webhook: fal never had it, so submitting is safe.
         stale_ms = now_ms() - int(settings.ambiguous_submit_grace_s * 1000) - 1000
-        await store.move(
-            job_id, allowed_from=None, to=None, fields={"submit_pending_since_ms": stale_ms}
-        )
+        await store.update_fields(job_id, {"submit_pending_since_ms": stale_ms})
         assert (await dispatch_job(ctx, job_id)).startswith("submitted as ")
         job = await store.get(job_id)
         assert job is not None and (job.submit_attempts, job.resubmits) == (2, 1)
@@ -126,8 +124,8 @@ def test_a_job_finished_by_its_webhook_during_the_grace_period_is_not_resubmitte
     marker = case()
 
     async def scenario(ctx: dict[str, Any], store: JobStore, job_id: str) -> None:
-        await store.move(
-            job_id, allowed_from=None, to=JobStatus.COMPLETED, fields={"submit_pending_since_ms": 1}
+        await store.transition(
+            job_id, JobStatus.COMPLETED, reason="webhook", fields={"submit_pending_since_ms": 1}
         )
         assert await dispatch_job(ctx, job_id) == "skipped: completed"
 

@@ -53,6 +53,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
             ctx["redis"],
             RedisKeys(settings.redis_key_prefix, settings.arq_queue_name),
             job_retention_s=settings.job_retention_s,
+            event_stream_maxlen=settings.event_stream_maxlen,
         ),
         fal=FalQueueClient(
             http,

@@ -15,13 +15,14 @@ from arq import Retry
 
 from service.completions import FalOutcome, fal_error, finish_job
 from service.fal import FalAmbiguous, FalRejected, FalUnavailable
-from service.jobs import JobStatus, reconcile_task_id
+from service.jobs import JobStatus, reconcile_task_id, sources_of
 from service.store import SubmitClaim, Task, now_ms
 from workers.context import WorkerContext, worker_context
 
 logger = logging.getLogger("vidhook.dispatch")
 
-DISPATCHABLE = (JobStatus.QUEUED, JobStatus.SUBMITTING)
+# The statuses a submit may start from, as the transition table has them.
+DISPATCHABLE = sources_of(JobStatus.SUBMITTING)
 
 
 async def dispatch_job(ctx: dict[str, Any], job_id: str) -> str:
@@ -30,7 +31,7 @@ async def dispatch_job(ctx: dict[str, Any], job_id: str) -> str:
     job_try: int = ctx.get("job_try", 1)
     last_try = job_try >= w.settings.dispatch_max_tries
     # The common case in one round trip: claim the submit and read what it needs.
-    claim = await w.store.claim_submit(job_id, allowed_from=DISPATCHABLE, to=JobStatus.SUBMITTING)
+    claim = await w.store.claim_submit(job_id)
     if claim.unclear:
         careful = await _claim_after_unclear_submit(w, job_id, last_try)
         if isinstance(careful, str):
@@ -53,9 +54,7 @@ async def dispatch_job(ctx: dict[str, Any], job_id: str) -> str:
         return "rejected by fal"
     except FalUnavailable as exc:
         # Nothing was accepted, so the next try may submit straight away.
-        await w.store.move(
-            job_id, allowed_from=DISPATCHABLE, to=None, fields={"submit_pending_since_ms": ""}
-        )
+        await w.store.update_fields(job_id, {"submit_pending_since_ms": ""})
         return await _retry_or_fail(ctx, job_id, str(exc), exc.retry_after_s, last_try)
     except FalAmbiguous as exc:
         logger.warning("unclear submit for %s: %s", job_id, exc)
@@ -71,23 +70,25 @@ async def dispatch_job(ctx: dict[str, Any], job_id: str) -> str:
         "submitted_at_ms": now_ms(),
         "submit_pending_since_ms": "",
     }
-    moved = await w.store.move(
+    moved = await w.store.transition(
         job_id,
-        allowed_from=(JobStatus.SUBMITTING,),
-        to=JobStatus.SUBMITTED,
+        JobStatus.SUBMITTED,
+        reason="fal_accepted",
         fields=accepted_fields,
         # Scheduled in the same step, so no submitted job is left without a safety net.
-        then=Task(
-            reconcile_task_id(job_id),
-            "fetch_result",
-            (job_id,),
-            defer_s=w.settings.reconcile_after_s,
-        ),
+        follow_ups=[
+            Task(
+                reconcile_task_id(job_id),
+                "fetch_result",
+                (job_id,),
+                defer_s=w.settings.reconcile_after_s,
+            )
+        ],
     )
     if not moved.applied:
         # fal's webhook can beat its own submit answer here (a fast failure): keep the finished
         # state, but remember which request it was.
-        await w.store.move(job_id, allowed_from=None, to=None, fields=accepted_fields)
+        await w.store.update_fields(job_id, accepted_fields)
     return f"submitted as {receipt.request_id}"
 
 
@@ -103,7 +104,9 @@ async def _claim_after_unclear_submit(
     job = await w.store.get(job_id)
     if job is None or job.status not in DISPATCHABLE:
         return f"skipped: {job.status.value if job else 'missing'}"
+    reason = "submit"
     if job.submit_pending_since_ms is not None:
+        reason = "resubmit"
         waited_s = (now_ms() - job.submit_pending_since_ms) / 1000
         remaining_s = w.settings.ambiguous_submit_grace_s - waited_s
         if remaining_s > 0 and not last_try:
@@ -115,10 +118,10 @@ async def _claim_after_unclear_submit(
             "resubmitting %s: no word from fal %.0fs after an unclear submit", job_id, waited_s
         )
     # Only one claimant can move the attempt counter on from what it read.
-    moved = await w.store.move(
+    moved = await w.store.transition(
         job_id,
-        allowed_from=DISPATCHABLE,
-        to=JobStatus.SUBMITTING,
+        JobStatus.SUBMITTING,
+        reason=reason,
         fields={"submit_pending_since_ms": now_ms(), "submit_attempts": job.submit_attempts + 1},
         guard=("submit_attempts", str(job.submit_attempts)),
     )

@@ -44,11 +44,9 @@ async def notify_job(ctx: dict[str, Any], job_id: str) -> str:
         payload=callback_body(resource, event_type, iso_from_ms(job.completed_at_ms)),
     )
     if result.delivered:
-        await w.store.move(
+        await w.store.update_fields(
             job_id,
-            allowed_from=None,
-            to=None,
-            fields={
+            {
                 "callback_status": "delivered",
                 "callback_attempts": job_try,
                 "callback_last_error": "",
@@ -56,11 +54,9 @@ async def notify_job(ctx: dict[str, Any], job_id: str) -> str:
         )
         return "delivered"
     gave_up = not result.retryable or job_try >= w.settings.callback_max_tries
-    await w.store.move(
+    await w.store.update_fields(
         job_id,
-        allowed_from=None,
-        to=None,
-        fields={
+        {
             "callback_status": "failed" if gave_up else "retrying",
             "callback_attempts": job_try,
             "callback_last_error": result.detail,

@@ -59,9 +59,8 @@ async def fetch_result(ctx: dict[str, Any], job_id: str) -> str:
         state = (await w.fal.status(status_url)).get("status")
         if state != "COMPLETED":
             if state == "IN_PROGRESS":
-                await w.store.move(
-                    job_id, allowed_from=(JobStatus.SUBMITTED,), to=JobStatus.IN_PROGRESS
-                )
+                # Refused by the table when it is in_progress already: no event per poll.
+                await w.store.transition(job_id, JobStatus.IN_PROGRESS, reason="fal_status")
             raise Retry(defer=w.backoff_s(job_try))
         result = await w.fal.result(response_url)
     except FalRejected as exc:

@@ -1,19 +1,24 @@
--- Move a job between states only from an allowed state, atomically, optionally enqueuing
--- a follow-up ARQ task in the same step (so a crash can never record one without the other).
--- KEYS: 1 job hash, 2 job events list, 3 ARQ job key, 4 ARQ result key, 5 ARQ queue
--- ARGV: 1 allowed current statuses, space-separated ('*' = any)
+-- One step of a job's state machine, atomically: check the move, write the job, append its
+-- event, enqueue every follow-up task, so a crash can never record one without the others.
+-- With no new status it is a bookkeeping write instead: fields (and follow-ups) only, no event.
+-- KEYS: 1 job hash, 2 job notes list, 3 events stream, 4 job transitions stream, 5 ARQ queue,
+--       6.. for each follow-up task: its ARQ job key, then its ARQ result key
+-- ARGV: 1 statuses the move may start from, space-separated (derived from jobs.TRANSITIONS
+--         for the new status; '*' = any, for bookkeeping writes)
 --       2 new status ('' = keep the current one and only write fields)
---       3 now ms
---       4 follow-up ARQ task id ('' = none), 5 its payload, 6 its expiry ms
+--       3 now ms, 4 reason, 5 events stream MAXLEN (approximate), 6 the job's changed channel
 --       7 seconds to keep the job after this step ('' = no expiry change)
---       8 event to log when the move is refused ('' = none)
+--       8 note to log when the move is refused ('' = none)
 --       9 guard field, 10 its expected value: refuse unless the field holds exactly that
 --         (a compare-and-set, so two racing claimants cannot both win; '' = no guard)
---       11 enqueue the follow-up only if this job field is set ('' = always)
---       12 when the follow-up may run, ms (its ARQ queue score)
---       13.. job hash field/value pairs to write with the move
--- Returns {1, previous status} applied; {0, current status} refused; {-1, ''} no such job.
-local current = redis.call('HGET', KEYS[1], 'status')
+--       11 number of follow-up tasks n
+--       12 .. 11+5n each follow-up: task id, payload, expiry ms, run-at ms (its ARQ queue
+--         score), job field that must be non-empty for it to be enqueued ('' = always)
+--       12+5n .. job hash field/value pairs to write with the move
+-- Returns {1, previous status, event id ('' for a bookkeeping write)} applied;
+--         {0, current status} refused; {-1, ''} no such job.
+local job = redis.call('HMGET', KEYS[1], 'status', 'id', 'tenant', 'endpoint')
+local current = job[1]
 if not current then
   return {-1, ''}
 end
@@ -37,24 +42,22 @@ if not allowed then
   end
   return {0, current}
 end
--- updated_at_ms is the time of the last status change; bookkeeping writes leave it alone.
+local follow_ups = tonumber(ARGV[11])
+local first_field = 12 + follow_ups * 5
+if #ARGV > first_field then
+  redis.call('HSET', KEYS[1], unpack(ARGV, first_field))
+end
+local event_id = ''
 if ARGV[2] ~= '' then
+  -- updated_at_ms is the time of the last status change; bookkeeping writes leave it alone.
   redis.call('HSET', KEYS[1], 'status', ARGV[2], 'updated_at_ms', ARGV[3])
+  event_id = append_event(KEYS[3], KEYS[4], ARGV[6], ARGV[5], job[2] or '', job[3] or '',
+    job[4] or '', current, ARGV[2], ARGV[3], ARGV[4])
 end
-local follow_up = ARGV[4] ~= ''
-if follow_up and ARGV[11] ~= '' then
-  local condition = redis.call('HGET', KEYS[1], ARGV[11])
-  follow_up = condition ~= false and condition ~= ''
-end
-if #ARGV >= 13 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 13))
-end
-if follow_up and redis.call('EXISTS', KEYS[3], KEYS[4]) == 0 then
-  redis.call('PSETEX', KEYS[3], ARGV[6], ARGV[5])
-  redis.call('ZADD', KEYS[5], ARGV[12], ARGV[4])
-end
+enqueue_follow_ups(KEYS[1], KEYS[5], follow_ups, 12, 6)
 if ARGV[7] ~= '' then
   redis.call('EXPIRE', KEYS[1], ARGV[7])
   redis.call('EXPIRE', KEYS[2], ARGV[7])
+  redis.call('EXPIRE', KEYS[4], ARGV[7])
 end
-return {1, current}
+return {1, current, event_id}

@@ -1,0 +1,120 @@
+"""The job event stream: one entry for every state change of every job, and how to read it.
+
+Written only by the store's Lua steps (create_job.lua, transition.lua, claim_submit.lua, with
+the shared step.lua), in the same atomic step as the change itself, so the stream never
+disagrees with the job records. Long-poll, SSE, callbacks, metrics and the public event stream
+read it; nothing else has its own notion of "what happened".
+
+Redis keys (see `RedisKeys`):
+
+- `{prefix}events`: a stream of every job's state changes, trimmed to about
+  EVENT_STREAM_MAXLEN entries (`XADD … MAXLEN ~ N`; default 100 000), oldest first out.
+- `{prefix}job:{id}:transitions`: the same entries for one job, under the same entry ids, so
+  an id read from one stream is a valid cursor in the other. Not trimmed (a job has a few
+  moves); it expires with the job's record, JOB_RETENTION_S after the job finished.
+- `{prefix}job:{id}:changed`: a pub/sub channel; every state change after creation publishes
+  its entry id there, so a waiter can SUBSCRIBE, then read the job's stream after its cursor,
+  instead of polling. (Subscribe first, then read: a change between the two is then not lost.)
+
+Fields of each entry, all strings: `job_id`, `tenant`, `endpoint`, `from` (the previous
+status, '' for the creation), `to` (the new status), `at_ms` (the job's `updated_at_ms` for
+that change), `reason` (why, a short snake_case word: `created`, `submit`, `resubmit`,
+`fal_accepted`, `fal_status`, `webhook`, `result`, `status`, `dispatch`,
+`webhook_payload_error`, …). A self-move (submitting -> submitting: another submit attempt)
+is an event too. Bookkeeping writes (callback progress, request ids) and ignored reports are
+not events; the latter are notes in `{prefix}job:{id}:events`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from service.jobs import JobStatus
+from service.keys import RedisKeys
+
+# The raw shape redis-py returns for one stream entry.
+RawEntry = tuple[bytes, Mapping[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One state change of one job, as the event streams hold it.
+
+    `id` is the stream entry id (`<ms>-<seq>`), the same in the global and the job's stream.
+    `from_status` is None for the job's creation.
+    """
+
+    id: str
+    job_id: str
+    tenant: str
+    endpoint: str
+    from_status: JobStatus | None
+    to_status: JobStatus
+    at_ms: int
+    reason: str
+
+    @classmethod
+    def from_entry(cls, entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> JobEvent:
+        def text(name: str) -> str:
+            return fields.get(name.encode(), b"").decode()
+
+        previous = text("from")
+        return cls(
+            id=entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+            job_id=text("job_id"),
+            tenant=text("tenant"),
+            endpoint=text("endpoint"),
+            from_status=JobStatus(previous) if previous else None,
+            to_status=JobStatus(text("to")),
+            at_ms=int(text("at_ms")),
+            reason=text("reason"),
+        )
+
+
+class EventLog:
+    """Reads the event streams; writing is the store's transition step alone."""
+
+    def __init__(self, redis: Redis, keys: RedisKeys) -> None:
+        self.redis = redis
+        self.keys = keys
+
+    async def read_job_events(
+        self, job_id: str, after_id: str | None = None, *, count: int | None = None
+    ) -> list[JobEvent]:
+        """The job's events in order, those after entry id `after_id` only when given.
+
+        Empty for an unknown job or one past its retention.
+        """
+        start = f"({after_id}" if after_id else "-"
+        entries: list[RawEntry] = await self.redis.xrange(
+            self.keys.job_transitions(job_id), min=start, max="+", count=count
+        )
+        return [JobEvent.from_entry(entry_id, fields) for entry_id, fields in entries]
+
+    async def read_events(
+        self, after_id: str = "0-0", *, count: int = 100, block_ms: int | None = None
+    ) -> list[JobEvent]:
+        """Up to `count` events of every job after entry id `after_id` ('$': only new ones).
+
+        With `block_ms`, waits up to that long for the first one when there is none yet. An
+        `after_id` older than the stream's oldest entry (trimmed away) reads from the oldest.
+        """
+        reply: list[tuple[bytes, list[RawEntry]]] = await self.redis.xread(
+            {self.keys.events: after_id}, count=count, block=block_ms
+        )
+        return [
+            JobEvent.from_entry(entry_id, fields)
+            for _, entries in reply
+            for entry_id, fields in entries
+        ]
+
+    async def last_event_id(self) -> str | None:
+        """The id of the newest entry in the global stream (None when it is empty)."""
+        entries: list[RawEntry] = await self.redis.xrevrange(self.keys.events, count=1)
+        if not entries:
+            return None
+        entry_id = entries[0][0]
+        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)

@@ -1,0 +1,52 @@
+-- Shared by every script that records a job's state (store.py puts it in front of each, since
+-- one Redis script cannot call another). Functions only: it runs nothing by itself.
+
+-- Append one state change to the global events stream (trimmed near `maxlen`) and to the
+-- job's own transitions stream under the same entry id, so one cursor means the same point in
+-- both; then wake whoever waits on the job's channel ('' = nobody can be waiting yet).
+-- Returns the entry id.
+local function append_event(events_key, transitions_key, channel, maxlen, job_id, tenant,
+                            endpoint, from, to, at_ms, reason)
+  local fields = {'job_id', job_id, 'tenant', tenant, 'endpoint', endpoint, 'from', from,
+    'to', to, 'at_ms', at_ms, 'reason', reason}
+  local id = redis.call('XADD', events_key, 'MAXLEN', '~', maxlen, '*', unpack(fields))
+  -- The explicit id can only be refused if the global stream was deleted and re-created
+  -- behind the job's own; then the job's stream takes a fresh id rather than abort a step
+  -- that has already written (a script's writes are not rolled back on error).
+  local copied = redis.pcall('XADD', transitions_key, id, unpack(fields))
+  if type(copied) == 'table' and copied.err then
+    redis.call('XADD', transitions_key, '*', unpack(fields))
+  end
+  if channel ~= '' then
+    redis.call('PUBLISH', channel, id)
+  end
+  return id
+end
+
+-- Enqueue an ARQ task the way ARQ does, by its own rule: a task id that is queued or has a
+-- result is not enqueued again.
+local function enqueue(queue_key, arq_job_key, arq_result_key, task_id, payload, expiry_ms,
+                       run_at_ms)
+  if redis.call('EXISTS', arq_job_key, arq_result_key) == 0 then
+    redis.call('PSETEX', arq_job_key, expiry_ms, payload)
+    redis.call('ZADD', queue_key, run_at_ms, task_id)
+  end
+end
+
+-- Enqueue `count` follow-up tasks described from ARGV[first_arg] on, five arguments each
+-- (task id, payload, expiry ms, run-at ms, and a job field that must be non-empty for the task
+-- to be enqueued, '' = always), with their ARQ job and result keys from KEYS[first_key] on.
+local function enqueue_follow_ups(job_key, queue_key, count, first_arg, first_key)
+  for i = 0, count - 1 do
+    local a = first_arg + i * 5
+    local k = first_key + i * 2
+    local wanted = true
+    if ARGV[a + 4] ~= '' then
+      local value = redis.call('HGET', job_key, ARGV[a + 4])
+      wanted = value ~= false and value ~= ''
+    end
+    if wanted then
+      enqueue(queue_key, KEYS[k], KEYS[k + 1], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
+    end
+  end
+end
