@@ -28,27 +28,23 @@ class JobStatus(StrEnum):
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 ACTIVE_STATUSES = frozenset(JobStatus) - TERMINAL_STATUSES
 
-_QUEUED, _SUBMITTING, _SUBMITTED, _IN_PROGRESS = (
-    JobStatus.QUEUED,
-    JobStatus.SUBMITTING,
-    JobStatus.SUBMITTED,
-    JobStatus.IN_PROGRESS,
-)
-
 # The one table of allowed moves: from each status, the statuses a job may move to. The
 # store's transition step is handed the from-states for its target, derived from this table,
 # and refuses any other move atomically. Every active status may end (completed, failed,
 # cancelled); a terminal status never changes, so the first terminal write wins.
 TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = MappingProxyType(
     {
-        _QUEUED: frozenset({_SUBMITTING}) | TERMINAL_STATUSES,
+        JobStatus.QUEUED: frozenset({JobStatus.SUBMITTING}) | TERMINAL_STATUSES,
         # submitting -> submitting is a new submit attempt (a retry after fal was unreachable,
         # or a resubmit after an unclear submit's grace period): it may be billed, so it is
         # an event of its own. fal's webhook can beat its own submit answer, hence -> in_progress.
-        _SUBMITTING: frozenset({_SUBMITTING, _SUBMITTED, _IN_PROGRESS}) | TERMINAL_STATUSES,
-        _SUBMITTED: frozenset({_IN_PROGRESS}) | TERMINAL_STATUSES,
+        JobStatus.SUBMITTING: frozenset(
+            {JobStatus.SUBMITTING, JobStatus.SUBMITTED, JobStatus.IN_PROGRESS}
+        )
+        | TERMINAL_STATUSES,
+        JobStatus.SUBMITTED: frozenset({JobStatus.IN_PROGRESS}) | TERMINAL_STATUSES,
         # No in_progress -> in_progress: fal saying "still running" again is not a change.
-        _IN_PROGRESS: TERMINAL_STATUSES,
+        JobStatus.IN_PROGRESS: TERMINAL_STATUSES,
         **{status: frozenset[JobStatus]() for status in TERMINAL_STATUSES},
     }
 )

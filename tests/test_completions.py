@@ -1,0 +1,55 @@
+"""finish_job on the transition step: one event for the first outcome, none for later ones."""
+
+from __future__ import annotations
+
+from service.completions import FalOutcome, finish_job
+from service.dev.localredis import LocalRedis
+from service.jobs import JobStatus, fetch_result_task_id
+from service.store import JobStore
+from tests.support.jobstores import new_job, run_with_store
+
+
+async def submitted(store: JobStore) -> str:
+    job_id = await new_job(store, callback_url="https://example.com/hook")
+    assert (await store.claim_submit(job_id)).claimed
+    assert (await store.transition(job_id, JobStatus.SUBMITTED, reason="fal_accepted")).applied
+    return job_id
+
+
+def test_the_first_outcome_is_one_event_and_a_late_one_is_none(redis_server: LocalRedis) -> None:
+    async def scenario(store: JobStore) -> None:
+        job_id = await submitted(store)
+        first = await finish_job(store, job_id, FalOutcome("req-1", result={}), source="webhook")
+        late = await finish_job(
+            store, job_id, FalOutcome("req-1", error={"type": "x"}), source="result"
+        )
+
+        assert first.applied and not late.applied
+        events = await store.event_log.read_job_events(job_id)
+        assert [(e.to_status, e.reason) for e in events[-1:]] == [(JobStatus.COMPLETED, "webhook")]
+        assert len(events) == 4
+        assert await store.redis.exists(store.keys.arq_job(f"notify:{job_id}"))
+
+    run_with_store(redis_server.url, scenario)
+
+
+def test_a_result_to_fetch_for_a_running_job_is_fetched_without_an_event(
+    redis_server: LocalRedis,
+) -> None:
+    async def scenario(store: JobStore) -> None:
+        job_id = await submitted(store)
+        needs_fetch = FalOutcome("req-1", needs_fetch=True)
+        moved = await finish_job(store, job_id, needs_fetch, source="webhook")
+        assert moved.applied
+        fetch_key = store.keys.arq_job(fetch_result_task_id(job_id))
+        await store.redis.delete(fetch_key)  # as if the fetch already ran and ended
+        events_before = await store.event_log.read_job_events(job_id)
+
+        again = await finish_job(store, job_id, needs_fetch, source="webhook")
+
+        assert (again.applied, again.previous) == (False, JobStatus.IN_PROGRESS)
+        assert await store.event_log.read_job_events(job_id) == events_before
+        assert await store.redis.exists(fetch_key), "the result is still fetched"
+        assert events_before[-1].reason == "webhook_payload_error"
+
+    run_with_store(redis_server.url, scenario)

@@ -1,0 +1,160 @@
+"""The job event stream: every job from its creation, readable per job or all together, with a
+wake-up for waiters, capped; and a real job's events through the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+from redis.asyncio import Redis
+
+from service.dev.localredis import LocalRedis
+from service.events import EventLog
+from service.jobs import JobStatus
+from service.keys import RedisKeys
+from service.settings import Settings
+from service.store import JobStore, Task, now_ms
+from tests.conftest import i2v_body, is_terminal, wait_for
+from tests.support.jobstores import new_job, run_with_store
+
+
+def test_a_new_job_starts_its_history_with_a_queued_event(redis_server: LocalRedis) -> None:
+    async def scenario(store: JobStore) -> None:
+        job_id = await new_job(store)
+
+        [event] = await store.event_log.read_job_events(job_id)
+        job = await store.get(job_id)
+        assert job is not None
+        assert (event.job_id, event.tenant, event.endpoint) == (job_id, job.tenant, job.endpoint)
+        assert (event.from_status, event.to_status, event.reason) == (
+            None,
+            JobStatus.QUEUED,
+            "created",
+        )
+        assert event.at_ms == job.created_at_ms
+        assert await store.event_log.read_events() == [event]
+
+    run_with_store(redis_server.url, scenario)
+
+
+def test_a_replayed_creation_appends_no_second_event(redis_server: LocalRedis) -> None:
+    async def scenario(store: JobStore) -> None:
+        job_id = f"job_{uuid.uuid4().hex}"
+        fields = {
+            "id": job_id,
+            "tenant": "tenant-a",
+            "endpoint": "fal-ai/veo3.1/fast/text-to-video",
+            "status": "queued",
+            "created_at_ms": now_ms(),
+            "input": "{}",
+        }
+        for _ in range(2):
+            await store.create(
+                job_id,
+                "tenant-a",
+                fields,
+                Task(job_id, "dispatch_job", (job_id,)),
+                idempotency_key="same",
+                fingerprint="f",
+            )
+        assert len(await store.event_log.read_events()) == 1
+
+    run_with_store(redis_server.url, scenario)
+
+
+def test_a_reader_resumes_after_the_last_event_it_saw(redis_server: LocalRedis) -> None:
+    async def scenario(store: JobStore) -> None:
+        log = store.event_log
+        first, second = await new_job(store), await new_job(store)
+        claimed = await store.claim_submit(first)
+        assert claimed.claimed
+        [created, submitting] = await log.read_job_events(first)
+
+        assert await log.read_job_events(first, after_id=created.id) == [submitting]
+        assert await log.read_job_events(first, after_id=submitting.id) == []
+        everything = await log.read_events()
+        assert [(e.job_id, e.to_status) for e in everything] == [
+            (first, JobStatus.QUEUED),
+            (second, JobStatus.QUEUED),
+            (first, JobStatus.SUBMITTING),
+        ]
+        assert await log.read_events(after_id=everything[0].id, count=1) == [everything[1]]
+        assert await log.last_event_id() == submitting.id
+
+    run_with_store(redis_server.url, scenario)
+
+
+def test_a_global_reader_can_block_until_the_next_event(redis_server: LocalRedis) -> None:
+    async def scenario(store: JobStore) -> None:
+        job_id = await new_job(store)
+        cursor = await store.event_log.last_event_id()
+        assert cursor is not None
+        waiting = asyncio.create_task(store.event_log.read_events(cursor, block_ms=5000))
+        await asyncio.sleep(0.05)
+        moved = await store.transition(job_id, JobStatus.CANCELLED, reason="cancel")
+        [event] = await asyncio.wait_for(waiting, 5)
+        assert event.id == moved.event_id
+
+    run_with_store(redis_server.url, scenario)
+
+
+def test_each_state_change_publishes_its_event_id_on_the_jobs_channel(
+    redis_server: LocalRedis,
+) -> None:
+    async def scenario(store: JobStore) -> None:
+        job_id = await new_job(store)
+        async with store.redis.pubsub() as pubsub:
+            await pubsub.subscribe(store.keys.job_changed(job_id))
+            assert (await pubsub.get_message(timeout=1))["type"] == "subscribe"  # type: ignore[index]
+
+            assert (await store.claim_submit(job_id)).claimed
+            await store.update_fields(job_id, {"callback_status": "retrying"})  # no event
+            moved = await store.transition(job_id, JobStatus.FAILED, reason="dispatch")
+
+            published = []
+            while (message := await pubsub.get_message(timeout=0.5)) is not None:
+                published.append(message["data"].decode())
+        events = await store.event_log.read_job_events(job_id)
+        assert published == [events[1].id, events[2].id]
+        assert events[2].id == moved.event_id
+
+    run_with_store(redis_server.url, scenario)
+
+
+def test_the_global_stream_is_capped(redis_server: LocalRedis) -> None:
+    async def scenario(store: JobStore) -> None:
+        first = await new_job(store)
+        for _ in range(299):
+            await new_job(store)
+        # MAXLEN ~ trims whole stream nodes (100 entries each by default), so "about 10".
+        assert await store.redis.xlen(store.keys.events) <= 200
+        assert first not in {event.job_id for event in await store.event_log.read_events()}
+        # Each job keeps its own history regardless.
+        assert len(await store.event_log.read_job_events(first)) == 1
+
+    run_with_store(redis_server.url, scenario, event_stream_maxlen=10)
+
+
+def test_a_job_through_the_simulator_shows_every_state_change_in_order(
+    client: httpx.Client, settings: Settings
+) -> None:
+    job_id = client.post("/v1/jobs", json=i2v_body(f"events-{uuid.uuid4().hex[:8]}")).json()["id"]
+    assert wait_for(client, job_id, is_terminal)["status"] == "completed"
+
+    async def read() -> tuple[list[tuple[JobStatus | None, JobStatus, str]], bool]:
+        async with Redis.from_url(settings.redis_url) as redis:
+            log = EventLog(redis, RedisKeys(settings.redis_key_prefix, settings.arq_queue_name))
+            history = await log.read_job_events(job_id)
+            in_global = await log.read_events(after_id=history[0].id, count=10_000)
+            everywhere = all(event in [history[0], *in_global] for event in history)
+            return [(e.from_status, e.to_status, e.reason) for e in history], everywhere
+
+    history, everywhere = asyncio.run(read())
+    assert history == [
+        (None, JobStatus.QUEUED, "created"),
+        (JobStatus.QUEUED, JobStatus.SUBMITTING, "submit"),
+        (JobStatus.SUBMITTING, JobStatus.SUBMITTED, "fal_accepted"),
+        (JobStatus.SUBMITTED, JobStatus.COMPLETED, "webhook"),
+    ]
+    assert everywhere, "each of the job's events is in the global stream under the same id"
