@@ -12,27 +12,54 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Mount, Route
 
 from service.context import ApiContext
-from service.errors import ApiError, handle_api_error, handle_http_exception, handle_unexpected
+from service.domain_errors import DomainError
+from service.errors import (
+    ApiError,
+    handle_api_error,
+    handle_domain_error,
+    handle_http_exception,
+    handle_unexpected,
+)
+from service.fal import FalQueueClient
 from service.fal_webhooks import FalWebhookVerifier, JwksCache
 from service.keys import RedisKeys
+from service.routes import fal_errors
 from service.routes.docs import docs_assets, docs_page, openapi_document
 from service.routes.endpoints import list_endpoints
+from service.routes.fal_proxy import proxy as fal_proxy
+from service.routes.fal_queue import serve as fal_queue
 from service.routes.fal_webhooks import receive_fal_webhook
 from service.routes.health import healthz
-from service.routes.jobs import create_job, get_job
+from service.routes.jobs import cancel, create_job, get_job
 from service.settings import Settings
 from service.store import JobStore
 
 
+def create_fal_door() -> Starlette:
+    """fal's queue and proxy protocols under /fal/, answering refusals in fal's shapes.
+
+    A sub-application so that its error handlers are its own; it is fal's documented
+    protocol, so it stays out of /openapi.json (a Mount, not Routes).
+    """
+    return Starlette(
+        routes=[
+            Route("/proxy", fal_proxy, methods=["GET", "POST", "PUT"]),
+            Route("/{path:path}", fal_queue, methods=["GET", "POST", "PUT"]),
+        ],
+        exception_handlers=fal_errors.EXCEPTION_HANDLERS,
+    )
+
+
 def create_app(settings: Settings) -> Starlette:
     """Build the ASGI app for `settings`; connections open at start-up and close at shutdown."""
+    fal_door = create_fal_door()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis = Redis.from_url(settings.redis_url, max_connections=200)
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
         jwks = JwksCache(http, str(settings.fal_jwks_url), ttl_s=settings.fal_jwks_cache_s)
-        app.state.ctx = ApiContext(
+        ctx = ApiContext(
             settings=settings,
             redis=redis,
             http=http,
@@ -44,7 +71,15 @@ def create_app(settings: Settings) -> Starlette:
             ),
             verifier=FalWebhookVerifier(jwks, tolerance_s=settings.fal_webhook_tolerance_s),
             prices=settings.price_table(),
+            fal=FalQueueClient(
+                http,
+                queue_base_url=str(settings.fal_queue_base_url),
+                api_key=settings.fal_key.get_secret_value(),
+                submit_timeout_s=settings.fal_submit_timeout_s,
+            ),
         )
+        app.state.ctx = ctx
+        fal_door.state.ctx = ctx
         try:
             yield
         finally:
@@ -54,18 +89,21 @@ def create_app(settings: Settings) -> Starlette:
     routes = [
         Route("/v1/jobs", create_job, methods=["POST"]),
         Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/cancel", cancel, methods=["POST"]),
         Route("/v1/fal/webhooks/{job_id}", receive_fal_webhook, methods=["POST"]),
         Route("/v1/endpoints", list_endpoints, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/openapi.json", openapi_document, methods=["GET"]),
         Route("/docs", docs_page, methods=["GET"]),
         Mount("/docs/assets", app=docs_assets(), name="docs-assets"),
+        Mount("/fal", app=fal_door, name="fal"),
     ]
     return Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={
             ApiError: handle_api_error,
+            DomainError: handle_domain_error,
             HTTPException: handle_http_exception,
             Exception: handle_unexpected,
         },

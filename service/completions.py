@@ -23,6 +23,31 @@ class FalOutcome:
     result: Any = None
     error: dict[str, Any] | None = None
     needs_fetch: bool = False
+    cancelled: bool = False
+
+
+# fal's request-error type for a request cancelled before it ran.
+FAL_CANCELLED_ERROR_TYPE = "client_cancelled"
+
+
+def cancelled_error() -> dict[str, Any]:
+    """The `error` a cancelled job keeps (the /fal/ door answers its result with it)."""
+    return fal_error("cancelled", "Request cancelled")
+
+
+def is_cancellation(body: Any) -> bool:
+    """True when fal's error body says the request was cancelled (`client_cancelled`)."""
+    return isinstance(body, dict) and body.get("error_type") == FAL_CANCELLED_ERROR_TYPE
+
+
+def outcome_from_error(request_id: str | None, message: str, body: Any) -> FalOutcome:
+    """A request fal ended with an error body: cancelled, or failed with fal's detail."""
+    if is_cancellation(body):
+        return FalOutcome(request_id=request_id, error=cancelled_error(), cancelled=True)
+    detail = normalise_detail(body) if body is not None else []
+    if detail and detail[0].get("msg"):
+        message = f"{message}: {detail[0]['msg']}"
+    return FalOutcome(request_id=request_id, error=fal_error("fal_request_failed", message, detail))
 
 
 def input_problems_from_fal(detail: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -64,11 +89,9 @@ def outcome_from_webhook(payload: dict[str, Any], request_id: str) -> FalOutcome
         if body is None and payload.get("payload_error"):
             return FalOutcome(request_id=request_id, needs_fetch=True)
         return FalOutcome(request_id=request_id, result=body)
-    message = str(payload.get("error") or "fal reported an error")
-    detail = normalise_detail(body) if body is not None else []
-    if detail and detail[0].get("msg"):
-        message = f"{message}: {detail[0]['msg']}"
-    return FalOutcome(request_id=request_id, error=fal_error("fal_request_failed", message, detail))
+    return outcome_from_error(
+        request_id, str(payload.get("error") or "fal reported an error"), body
+    )
 
 
 async def finish_job(store: JobStore, job_id: str, outcome: FalOutcome, *, source: str) -> Moved:
@@ -96,7 +119,9 @@ async def finish_job(store: JobStore, job_id: str, outcome: FalOutcome, *, sourc
             # Already running, so not a state change; the result must still be fetched.
             await store.update_fields(job_id, request_fields, follow_ups=[fetch])
         return moved
-    if outcome.error is not None:
+    if outcome.cancelled:
+        status, fields = JobStatus.CANCELLED, {"error": json.dumps(outcome.error)}
+    elif outcome.error is not None:
         status, fields = JobStatus.FAILED, {"error": json.dumps(outcome.error)}
     else:
         status, fields = JobStatus.COMPLETED, {"result": json.dumps(outcome.result)}

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import httpx
 from redis.asyncio import Redis
 
+from service.fal import FalQueueClient
 from service.fal_webhooks import FalWebhookVerifier
 from service.prices import PriceTable
 from service.settings import Settings
@@ -22,6 +23,8 @@ class ApiContext:
     store: JobStore
     verifier: FalWebhookVerifier
     prices: PriceTable
+    # For the calls the API itself makes to fal (cancel); submits stay with the workers.
+    fal: FalQueueClient
     tenants_by_key_digest: dict[bytes, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

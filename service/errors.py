@@ -2,12 +2,18 @@
 
 ApiError
  ├── Unauthorized        401  no or unknown API key
+ ├── Forbidden           403  a call this service will not make on the caller's behalf
  ├── NotFound            404  no such resource for this tenant
  ├── MalformedBody       400  not JSON, or not the JSON shape expected
  ├── UnsupportedMedia    415  not application/json
  ├── PayloadTooLarge     413  body over the configured limit
+ ├── PreconditionFailed  412  a proxy target outside fal's hosts
  ├── Conflict            409  an Idempotency-Key reused for a different request
- └── InvalidRequest      422  every validation problem at once, each with a path
+ ├── InvalidRequest      422  every validation problem at once, each with a path
+ └── BadGateway          502  fal could not be reached for a call that needed it
+
+The domain's refusals (`service.domain_errors`) are mapped onto this tree in one place,
+`api_error_for`, so every /v1 route answers them the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +26,15 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+
+from service.domain_errors import (
+    DomainError,
+    IdempotencyKeyReused,
+    JobAlreadyFinished,
+    JobNotFound,
+    RequestRejected,
+    UpstreamUnavailable,
+)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://vidhook.dev/problems/"
@@ -87,6 +102,18 @@ class Unauthorized(ApiError):
     title = "Missing or unknown API key"
 
 
+class Forbidden(ApiError):
+    status_code = 403
+    slug = "forbidden"
+    title = "Forbidden"
+
+
+class PreconditionFailed(ApiError):
+    status_code = 412
+    slug = "precondition-failed"
+    title = "Precondition failed"
+
+
 class NotFound(ApiError):
     status_code = 404
     slug = "not-found"
@@ -126,6 +153,38 @@ class InvalidRequest(ApiError):
         super().__init__(detail, errors=list(errors))
 
 
+class BadGateway(ApiError):
+    status_code = 502
+    slug = "bad-gateway"
+    title = "fal could not be reached"
+
+
+def api_error_for(exc: DomainError) -> ApiError:
+    """The /v1 answer to a domain refusal."""
+    if isinstance(exc, RequestRejected):
+        return InvalidRequest(
+            str(exc),
+            [
+                {
+                    "path": list(p.loc),
+                    "message": p.msg,
+                    "type": p.type,
+                    **({"ctx": dict(p.ctx)} if p.ctx else {}),
+                }
+                for p in exc.problems
+            ],
+        )
+    if isinstance(exc, IdempotencyKeyReused):
+        return Conflict(str(exc), job_id=exc.job_id)
+    if isinstance(exc, JobAlreadyFinished):
+        return Conflict(str(exc), job_id=exc.job_id)
+    if isinstance(exc, JobNotFound):
+        return NotFound(str(exc))
+    if isinstance(exc, UpstreamUnavailable):
+        return BadGateway(str(exc))
+    return ApiError(str(exc))
+
+
 def problem_response(problem: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     return Response(
         json.dumps(problem, separators=(",", ":")),
@@ -139,6 +198,11 @@ async def handle_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
     return problem_response(exc.problem(), headers)
+
+
+async def handle_domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return problem_response(api_error_for(exc).problem())
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:

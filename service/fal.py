@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import httpx
@@ -63,6 +64,14 @@ class FalResult:
     ok: bool
     status_code: int
     body: Any
+
+
+class CancelAnswer(StrEnum):
+    """fal's answer to a cancel (the `status` of its body)."""
+
+    REQUESTED = "CANCELLATION_REQUESTED"  # 202 (any 2xx): a queued request never runs
+    ALREADY_COMPLETED = "ALREADY_COMPLETED"  # 400: it finished first; its outcome stands
+    NOT_FOUND = "NOT_FOUND"  # 404
 
 
 def normalise_detail(body: Any) -> list[dict[str, Any]]:
@@ -145,9 +154,26 @@ class FalQueueClient:
         body = _json_or_text(response)
         if response.is_success:
             return FalResult(ok=True, status_code=response.status_code, body=body)
-        if response.status_code in (400, 422):
+        # 499: fal's `client_cancelled`, the answer for a request cancelled before it ran.
+        if response.status_code in (400, 422, 499):
             return FalResult(ok=False, status_code=response.status_code, body=body)
         raise _classify(response, "result")
+
+    async def cancel(self, cancel_url: str) -> CancelAnswer:
+        """PUT a request's cancel URL; raises FalUnavailable when fal gives no usable answer."""
+        try:
+            response = await self._client.put(cancel_url, headers=self._headers)
+        except httpx.TransportError as exc:
+            raise FalUnavailable(f"fal did not answer: {type(exc).__name__}") from exc
+        # fal's pages disagree on the 2xx body (CANCELLATION_REQUESTED, OK, {"success": …}):
+        # any 2xx means the cancel was taken.
+        if response.is_success:
+            return CancelAnswer.REQUESTED
+        if response.status_code == 400:
+            return CancelAnswer.ALREADY_COMPLETED
+        if response.status_code == 404:
+            return CancelAnswer.NOT_FOUND
+        raise _classify(response, "cancel")
 
     async def _get(self, url: str, params: dict[str, str] | None = None) -> httpx.Response:
         try:

@@ -25,6 +25,13 @@ class JobStatus(StrEnum):
         return self in TERMINAL_STATUSES
 
 
+class CallbackFormat(StrEnum):
+    """How a job's callback body is shaped; both are signed per Standard Webhooks."""
+
+    VIDHOOK = "vidhook"  # {"type": "job.completed", "timestamp", "data": <job resource>}
+    FAL = "fal"  # fal's webhook payload, for jobs that came in through the /fal/ door
+
+
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 ACTIVE_STATUSES = frozenset(JobStatus) - TERMINAL_STATUSES
 
@@ -129,6 +136,8 @@ class Job:
     callback_status: str | None
     callback_attempts: int
     callback_last_error: str | None
+    callback_format: CallbackFormat = CallbackFormat.VIDHOOK
+    cancel_requested_at_ms: int | None = None
 
     @classmethod
     def queued(
@@ -142,6 +151,7 @@ class Job:
         metadata: dict[str, Any] | None,
         estimated_cost_usd: float | None,
         created_at_ms: int,
+        callback_format: CallbackFormat = CallbackFormat.VIDHOOK,
     ) -> Job:
         """A new job as intake records it."""
         return cls(
@@ -151,7 +161,7 @@ class Job:
             fal_request_id=None, fal_status_url=None, fal_response_url=None, fal_cancel_url=None,
             submitted_at_ms=None, submit_pending_since_ms=None, submit_attempts=0, resubmits=0,
             completed_at_ms=None, result=None, error=None, callback_status=None,
-            callback_attempts=0, callback_last_error=None,
+            callback_attempts=0, callback_last_error=None, callback_format=callback_format,
         )  # fmt: skip
 
     def to_new_hash(self) -> dict[str, str | int | float]:
@@ -171,6 +181,8 @@ class Job:
         }
         if self.callback_url:
             fields["callback_url"] = self.callback_url
+            if self.callback_format is not CallbackFormat.VIDHOOK:
+                fields["callback_format"] = self.callback_format.value
         if self.metadata is not None:
             fields["metadata"] = json.dumps(self.metadata, separators=(",", ":"))
         if self.estimated_cost_usd is not None:
@@ -219,6 +231,8 @@ class Job:
             callback_status=text("callback_status"),
             callback_attempts=number("callback_attempts") or 0,
             callback_last_error=text("callback_last_error"),
+            callback_format=CallbackFormat(text("callback_format") or CallbackFormat.VIDHOOK),
+            cancel_requested_at_ms=number("cancel_requested_at_ms"),
         )
 
     def to_resource(self) -> dict[str, Any]:
@@ -232,6 +246,7 @@ class Job:
             "updated_at": iso_from_ms(self.updated_at_ms),
             "submitted_at": iso_from_ms(self.submitted_at_ms),
             "completed_at": iso_from_ms(self.completed_at_ms),
+            "cancel_requested_at": iso_from_ms(self.cancel_requested_at_ms),
             "fal_request_id": self.fal_request_id,
             # A second paid submission is rare (an unclear submit and no webhook within the
             # grace period) but must never be silent.
@@ -245,6 +260,7 @@ class Job:
         if self.callback_url is not None:
             resource["callback"] = {
                 "url": self.callback_url,
+                "format": self.callback_format.value,
                 "status": self.callback_status or "pending",
                 "attempts": self.callback_attempts,
                 "last_error": self.callback_last_error,
@@ -287,6 +303,11 @@ JOB_SCHEMA: dict[str, Any] = {
         "updated_at": {**_TIMESTAMP, "description": "Time of the last status change."},
         "submitted_at": _TIMESTAMP,
         "completed_at": _TIMESTAMP,
+        "cancel_requested_at": {
+            **_TIMESTAMP,
+            "description": "When a cancel was asked for a job already at fal; it becomes "
+            "`cancelled` when fal confirms, or keeps the outcome fal reports.",
+        },
         "fal_request_id": {"type": ["string", "null"]},
         "submissions": {
             "type": "object",
@@ -311,6 +332,11 @@ JOB_SCHEMA: dict[str, Any] = {
             "description": "Delivery state of the job's callback, when it has a callback_url.",
             "properties": {
                 "url": {"type": "string"},
+                "format": {
+                    "enum": [f.value for f in CallbackFormat],
+                    "description": "fal: the job came by the /fal/ door with `fal_webhook`, and "
+                    "the callback body is fal's webhook payload.",
+                },
                 "status": {"enum": ["pending", "retrying", "delivered", "failed"]},
                 "attempts": {"type": "integer"},
                 "last_error": {"type": ["string", "null"]},

@@ -31,10 +31,11 @@ def _problems(*codes: int) -> dict[str, Any]:
         400: "The body is not JSON.",
         401: "Missing or unknown API key.",
         404: "No such resource for this tenant.",
-        409: "Idempotency-Key reused for a different request.",
+        409: "Idempotency-Key reused for a different request, or the job already ended.",
         413: "The body is larger than the configured limit.",
         415: "The body is not application/json.",
         422: "The request is not valid; every problem is listed.",
+        502: "fal could not be reached; nothing was changed.",
         503: "Redis is unreachable.",
     }
     return {
@@ -108,7 +109,10 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
             "summary": "Webhook-driven asynchronous gateway to fal.ai's Veo video models.",
             "description": "Submit a video job, get an id in milliseconds, and hear about the "
             "result by a Standard-Webhooks-signed callback or by polling. Invalid requests are "
-            "refused before they reach fal.",
+            "refused before they reach fal.\n\nvidhook also serves fal's own queue protocol "
+            "under `/fal/` (submit, status, status stream, result, cancel, and the client "
+            "proxy `/fal/proxy`) for fal's official clients. Those paths follow fal's "
+            "documentation, not this document, and are deliberately left out of it.",
         },
         "security": [{"bearer": []}],
         "paths": {
@@ -150,6 +154,29 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                         }
                     ],
                     "responses": {"200": _json(_ref("Job"), "The job."), **_problems(401, 404)},
+                }
+            },
+            "/v1/jobs/{job_id}/cancel": {
+                "post": {
+                    "operationId": "cancelJob",
+                    "summary": "Cancel a job",
+                    "description": "A queued job is cancelled at once and never reaches fal "
+                    "(200). A job already at fal is cancelled there (202, "
+                    "`cancel_requested_at` set): it becomes `cancelled` when fal confirms, or "
+                    "keeps the outcome fal reports if it finishes anyway.",
+                    "parameters": [
+                        {
+                            "name": "job_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": {**job_response, "description": "Cancelled."},
+                        "202": {**job_response, "description": "Cancel requested at fal."},
+                        **_problems(401, 404, 409, 502),
+                    },
                 }
             },
             "/v1/endpoints": {

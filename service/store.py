@@ -324,5 +324,10 @@ class JobStore:
         raw = await self.redis.lrange(self.keys.job_events(job_id), 0, -1)  # type: ignore[misc]
         return [json.loads(item) for item in raw]
 
+    async def queue_position(self, task_id: str) -> int:
+        """How many ARQ tasks are due before `task_id` (0 when it is next or already taken)."""
+        rank = await self.redis.zrank(self.keys.queue, task_id)
+        return int(rank) if rank is not None else 0
+
     async def ping(self) -> bool:
         return bool(await self.redis.ping())

@@ -1,7 +1,8 @@
 """notify_job: deliver a finished job to its client's callback URL, signed (Standard Webhooks).
 
 The message id is the same on every try, so the client can drop duplicates; the body is
-the same too, since it is built from the stored job.
+the same too, since it is built from the stored job. A job that came through the /fal/ door
+with a `fal_webhook` gets fal's webhook payload instead of vidhook's event, signed the same way.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 
 from arq import Retry
 
-from service.jobs import event_type_for, iso_from_ms
+from service import fal_view
+from service.jobs import CallbackFormat, Job, event_type_for, iso_from_ms
 from workers.context import worker_context
 
 logger = logging.getLogger("vidhook.notify")
@@ -24,6 +26,17 @@ def callback_body(resource: dict[str, Any], event_type: str, timestamp: str | No
     ).encode()
 
 
+def payload_for(job: Job) -> bytes:
+    """The callback body in the job's format."""
+    if job.callback_format is CallbackFormat.FAL:
+        return json.dumps(fal_view.webhook_payload(job), separators=(",", ":")).encode()
+    resource = job.to_resource()
+    # The delivery's own progress changes on every try; leaving it out keeps every retry's
+    # body identical, as its webhook-id is.
+    resource.pop("callback", None)
+    return callback_body(resource, event_type_for(job.status), iso_from_ms(job.completed_at_ms))
+
+
 async def notify_job(ctx: dict[str, Any], job_id: str) -> str:
     """POST the job's terminal state to its callback_url; raises Retry while worth retrying."""
     w = worker_context(ctx)
@@ -33,15 +46,8 @@ async def notify_job(ctx: dict[str, Any], job_id: str) -> str:
         return "nothing to notify"
     if job.callback_status == "delivered":
         return "already delivered"
-    resource = job.to_resource()
-    # The delivery's own progress changes on every try; leaving it out keeps every retry's
-    # body identical, as its webhook-id is.
-    resource.pop("callback", None)
-    event_type = event_type_for(job.status)
     result = await w.callbacks.send(
-        job.callback_url,
-        message_id=f"msg_{job.id}_{job.status.value}",
-        payload=callback_body(resource, event_type, iso_from_ms(job.completed_at_ms)),
+        job.callback_url, message_id=f"msg_{job.id}_{job.status.value}", payload=payload_for(job)
     )
     if result.delivered:
         await w.store.update_fields(

@@ -13,8 +13,8 @@ from typing import Any
 
 from arq import Retry
 
-from service.completions import FalOutcome, fal_error, finish_job
-from service.fal import FalError, FalRejected, normalise_detail
+from service.completions import FalOutcome, fal_error, finish_job, outcome_from_error
+from service.fal import FalError, FalRejected
 from service.jobs import Job, JobStatus
 from workers.context import WorkerContext, worker_context
 
@@ -77,11 +77,8 @@ async def fetch_result(ctx: dict[str, Any], job_id: str) -> str:
     if result.ok:
         outcome = FalOutcome(request_id=job.fal_request_id, result=result.body)
     else:
-        detail = normalise_detail(result.body)
         message = f"fal answered {result.status_code} for the result"
-        outcome = FalOutcome(
-            request_id=job.fal_request_id, error=fal_error("fal_request_failed", message, detail)
-        )
+        outcome = outcome_from_error(job.fal_request_id, message, result.body)
     moved = await finish_job(w.store, job_id, outcome, source="result")
     if moved.applied and job.status is not JobStatus.IN_PROGRESS:
         logger.info("reconciled %s from fal's status: its webhook never came", job_id)

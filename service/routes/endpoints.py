@@ -5,9 +5,9 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from service.auth import authenticate
 from service.catalog import ENDPOINTS, describe_endpoint, describe_passthrough
 from service.context import ApiContext
-from service.routes.jobs import authenticate
 
 
 async def list_endpoints(request: Request) -> Response:

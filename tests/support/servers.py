@@ -16,20 +16,25 @@ class ServerThread:
     """Serve `app` over real HTTP on 127.0.0.1 from a background thread.
 
     Use as a context manager or call start()/stop(). `url` is the base URL, no trailing slash.
+    With `tls=(certfile, keyfile)` it serves https.
     """
 
-    def __init__(self, app: Any, port: int | None = None) -> None:
+    def __init__(
+        self, app: Any, port: int | None = None, *, tls: tuple[str, str] | None = None
+    ) -> None:
         self.port = port or free_port()
+        self.scheme = "https" if tls else "http"
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
             loop="asyncio", http="h11", ws="none",
+            ssl_certfile=tls[0] if tls else None, ssl_keyfile=tls[1] if tls else None,
         )  # fmt: skip
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"server-{self.port}")
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def _run(self) -> None:
         asyncio.run(self.server.serve())

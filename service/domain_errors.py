@@ -1,0 +1,52 @@
+"""What the domain (intake, cancellation) refuses, independent of the door a request came by.
+
+Each door maps these to its own error shape in one place: `/v1` to problem+json
+(`service.errors`), `/fal/` to fal's bodies (`service.routes.fal_errors`).
+
+DomainError
+ ├── RequestRejected       every problem with the request at once (validation, callback URL,
+ │                         Idempotency-Key), as `InputProblem`s with paths from the job request
+ ├── IdempotencyKeyReused  the key already made a different job (`job_id`)
+ ├── JobNotFound           no such job for this tenant
+ ├── JobAlreadyFinished    the job (or fal's request) has already ended; nothing to cancel
+ └── UpstreamUnavailable   fal could not be asked (cancel), try again later
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from service.validation import InputProblem
+
+
+class DomainError(Exception):
+    """Base of every refusal the domain raises; the message is safe to show the caller."""
+
+
+class RequestRejected(DomainError):
+    def __init__(self, problems: Sequence[InputProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__(f"{len(self.problems)} problem(s) in the request.")
+
+
+class IdempotencyKeyReused(DomainError):
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__("This Idempotency-Key was already used for a different request.")
+
+
+class JobNotFound(DomainError):
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"No job {job_id!r}.")
+
+
+class JobAlreadyFinished(DomainError):
+    def __init__(self, job_id: str, status: str) -> None:
+        self.job_id = job_id
+        self.status = status
+        super().__init__(f"Job {job_id!r} has already finished ({status}).")
+
+
+class UpstreamUnavailable(DomainError):
+    """fal did not answer a call the domain needed; nothing was changed."""
