@@ -64,7 +64,7 @@ def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread
 def fal_proxy(simulator: ServerThread) -> Iterator[FalProxy]:
     proxy = FalProxy(upstream=simulator.url)
     with ServerThread(proxy.app()) as server:
-        proxy.url = server.url  # type: ignore[attr-defined]
+        proxy.url = server.url
         yield proxy
 
 
@@ -106,7 +106,7 @@ def settings(redis_server: LocalRedis, simulator: ServerThread, fal_proxy: FalPr
     return Settings(
         redis_url=redis_server.url,
         fal_key="test-fal-key",
-        fal_queue_base_url=fal_proxy.url,  # type: ignore[attr-defined]
+        fal_queue_base_url=fal_proxy.url,
         fal_jwks_url=f"{simulator.url}/.well-known/jwks.json",
         public_base_url=f"http://127.0.0.1:{api_port}",
         port=api_port,

@@ -47,14 +47,35 @@ class SubmitRecord:
 @dataclass
 class FalProxy:
     upstream: str
+    url: str = ""  # the proxy's own base URL, once it serves
     scripts: dict[str, list[Fault]] = field(default_factory=dict)
+    call_scripts: dict[str, list[Fault]] = field(default_factory=dict)
     submits: list[SubmitRecord] = field(default_factory=list)
+    calls: list[tuple[str, str]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def script(self, marker: str, *faults: Fault) -> None:
         """The next submits whose body contains `marker` get these answers in order, then 'pass'."""
         with self._lock:
             self.scripts[marker] = list(faults)
+
+    def script_call(self, path_fragment: str, *faults: Fault) -> None:
+        """The next status/result/cancel calls whose path contains `path_fragment` get these
+        answers ('status' only) in order, then 'pass'."""
+        with self._lock:
+            self.call_scripts[path_fragment] = list(faults)
+
+    def calls_to(self, path_fragment: str) -> list[tuple[str, str]]:
+        """(method, path) of the non-submit calls whose path contains `path_fragment`."""
+        with self._lock:
+            return [call for call in self.calls if path_fragment in call[1]]
+
+    def _next_call_fault(self, path: str) -> Fault:
+        with self._lock:
+            for fragment, faults in self.call_scripts.items():
+                if fragment in path and faults:
+                    return faults.pop(0)
+        return Fault("pass")
 
     def submits_containing(self, marker: str) -> list[SubmitRecord]:
         with self._lock:
@@ -74,7 +95,12 @@ class FalProxy:
             body = await request.body()
             url = f"{self.upstream}{request.url.path}"
             is_submit = request.method == "POST" and "/requests/" not in request.url.path
-            fault = self._next_fault(body) if is_submit else Fault("pass")
+            if is_submit:
+                fault = self._next_fault(body)
+            else:
+                with self._lock:
+                    self.calls.append((request.method, request.url.path))
+                fault = self._next_call_fault(request.url.path)
             if fault.kind == "status":
                 response = Response(
                     json.dumps(fault.body), fault.status_code, media_type="application/json"
@@ -82,7 +108,8 @@ class FalProxy:
             elif fault.kind == "swallow":
                 request_id = str(uuid.uuid4())
                 owner_app = "/".join(request.url.path.strip("/").split("/")[:2])
-                base = f"{self.upstream}/{owner_app}/requests/{request_id}"
+                # Under the proxy's own URL, so that scripted calls can answer for it.
+                base = f"{self.url or self.upstream}/{owner_app}/requests/{request_id}"
                 receipt = {
                     "request_id": request_id,
                     "gateway_request_id": request_id,
