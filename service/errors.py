@@ -5,6 +5,7 @@ ApiError
  ├── Forbidden           403  a call this service will not make on the caller's behalf
  ├── NotFound            404  no such resource for this tenant
  ├── MalformedBody       400  not JSON, or not the JSON shape expected
+ ├── BadRequest          400  a header the call needs is missing or unreadable
  ├── UnsupportedMedia    415  not application/json
  ├── PayloadTooLarge     413  body over the configured limit
  ├── PreconditionFailed  412  a proxy target outside fal's hosts
@@ -124,6 +125,12 @@ class MalformedBody(ApiError):
     status_code = 400
     slug = "malformed-body"
     title = "The request body cannot be read"
+
+
+class BadRequest(ApiError):
+    status_code = 400
+    slug = "bad-request"
+    title = "Bad request"
 
 
 class UnsupportedMedia(ApiError):

@@ -25,8 +25,8 @@ from service.bodies import read_limited
 from service.context import ApiContext
 from service.errors import (
     BadGateway,
+    BadRequest,
     Forbidden,
-    MalformedBody,
     NotFound,
     PreconditionFailed,
     Unauthorized,
@@ -48,11 +48,11 @@ async def proxy(request: Request) -> Response:
         raise Unauthorized("Send `Authorization: Bearer <vidhook API key>` (requestMiddleware).")
     target = request.headers.get(TARGET_URL_HEADER)
     if not target:
-        raise MalformedBody(f"Missing the {TARGET_URL_HEADER} header.")
+        raise BadRequest(f"Missing the {TARGET_URL_HEADER} header.")
     try:
         url = httpx.URL(target)
     except httpx.InvalidURL as exc:
-        raise MalformedBody(f"The {TARGET_URL_HEADER} header is not a URL.") from exc
+        raise BadRequest(f"The {TARGET_URL_HEADER} header is not a URL.") from exc
     host = url.host.lower()
     if url.scheme != "https" or url.userinfo or not host:
         raise PreconditionFailed(f"Invalid {TARGET_URL_HEADER} header: an https fal URL only.")
