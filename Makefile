@@ -45,4 +45,4 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .vidhook .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .vidhook .pytest_cache .mypy_cache .ruff_cache tests/js/node_modules
