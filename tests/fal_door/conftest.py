@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import trustme
 
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import TENANT_A_KEY
+from tests.conftest import TENANT_A_KEY, CallbackReceiver
 from tests.support.servers import ServerThread
 
 SCENARIOS = Path(__file__).with_name("falclient_scenarios.py")
@@ -99,3 +100,15 @@ class FalClientRunner:
 @pytest.fixture(scope="session")
 def fal_client_runner(tls_files: TlsFiles) -> FalClientRunner:
     return FalClientRunner(tls_files)
+
+
+def wait_for_callback(
+    receiver: CallbackReceiver, job_id: str, timeout_s: float = 20.0
+) -> list[tuple[dict[str, str], bytes]]:
+    """The callback deliveries naming `job_id`, once there is at least one."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if found := receiver.for_job(job_id):
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"no callback for {job_id}")

@@ -4,7 +4,6 @@ simulator: every call behaves as it does against fal, and each job is one submis
 from __future__ import annotations
 
 import ssl
-import time
 import uuid
 from typing import Any
 
@@ -19,7 +18,7 @@ from tests.conftest import (
     bearer,
     i2v_body,
 )
-from tests.fal_door.conftest import FalClientRunner
+from tests.fal_door.conftest import FalClientRunner, wait_for_callback
 from tests.support.falproxy import FalProxy
 from tests.support.servers import ServerThread
 
@@ -82,7 +81,7 @@ def test_submit_status_and_get_follow_fals_protocol_with_the_fal_webhook_signed(
     assert len(fal_proxy.submits_containing(case)) == 1
 
     # The caller's own fal_webhook gets fal's payload, signed as vidhook's callbacks are.
-    deliveries = wait_for_deliveries(callback_receiver, request_id)
+    deliveries = wait_for_callback(callback_receiver, request_id)
     [(headers, raw)] = deliveries
     payload = Webhook(CALLBACK_SECRET).verify(raw, headers)
     assert payload == {
@@ -91,18 +90,6 @@ def test_submit_status_and_get_follow_fals_protocol_with_the_fal_webhook_signed(
         "status": "OK",
         "payload": seen["result"],
     }
-
-
-def wait_for_deliveries(
-    receiver: CallbackReceiver, job_id: str, timeout_s: float = 20.0
-) -> list[tuple[dict[str, str], bytes]]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = receiver.for_job(job_id)
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"no callback for {job_id}")
 
 
 def test_cancel_of_a_queued_request_ends_it_without_reaching_fal(

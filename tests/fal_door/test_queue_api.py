@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from standardwebhooks import Webhook
 
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import TENANT_A_KEY, TENANT_B_KEY, i2v_body
+from tests.conftest import CALLBACK_SECRET, TENANT_A_KEY, TENANT_B_KEY, CallbackReceiver, i2v_body
+from tests.fal_door.conftest import wait_for_callback
 from tests.support.falproxy import FalProxy
 from tests.support.servers import ServerThread
 
@@ -166,3 +169,29 @@ def test_a_body_that_is_not_json_is_fals_422_and_an_unsafe_fal_webhook_is_refuse
     assert unsafe.status_code == 422
     assert unsafe.json()["detail"][0]["loc"][:2] == ["query", "fal_webhook"]
     assert fal_proxy.submits_containing(case) == []
+
+
+def test_a_request_fal_fails_is_completed_with_its_error_and_the_fal_webhook_says_error(
+    door: httpx.Client, callback_receiver: CallbackReceiver
+) -> None:
+    # Well-formed, so intake accepts it; fal cannot download the image and fails it late.
+    bad = {**fal_input("late-failure"), "image_url": "http://127.0.0.1:9/missing.jpg"}
+    hook = f"{callback_receiver.url}/fal-hook/failure"
+    job_id = door.post(f"/{ENDPOINT}", json=bad, params={"fal_webhook": hook}).json()["request_id"]
+    deadline = time.monotonic() + 30
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        answer = door.get(f"/fal-ai/veo3.1/requests/{job_id}/status")
+        status = answer.json()
+        if answer.status_code == 200:
+            break
+        time.sleep(0.05)
+    assert status["status"] == "COMPLETED" and status["error_type"] == "file_download_error"
+
+    result = door.get(f"/fal-ai/veo3.1/requests/{job_id}")
+    assert result.status_code == 422
+    assert result.json()["detail"][0]["loc"] == ["body", "image_url"]
+    [(headers, raw)] = wait_for_callback(callback_receiver, job_id)
+    payload = Webhook(CALLBACK_SECRET).verify(raw, headers)
+    assert payload["status"] == "ERROR" and payload["error"] == "Invalid status code: 422"
+    assert payload["payload"] == result.json()
