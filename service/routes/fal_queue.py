@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,7 +94,7 @@ async def serve(request: Request) -> Response:
 
 
 async def answer(
-    request: Request, tenant: str, call: QueueCall, base_url: str, query: Any
+    request: Request, tenant: str, call: QueueCall, base_url: str, query: Mapping[str, str]
 ) -> Response:
     """Carry out one queue call for `tenant`; URLs in answers are built under `base_url`."""
     ctx: ApiContext = request.app.state.ctx
@@ -123,7 +123,12 @@ async def answer(
 
 
 async def _submit(
-    request: Request, ctx: ApiContext, tenant: str, endpoint: str, base_url: str, query: Any
+    request: Request,
+    ctx: ApiContext,
+    tenant: str,
+    endpoint: str,
+    base_url: str,
+    query: Mapping[str, str],
 ) -> Response:
     fal_input = await read_json(request, ctx.settings.max_request_bytes)
     # The same job request POST /v1/jobs takes, so the same checks refuse the same inputs.
