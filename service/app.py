@@ -9,6 +9,7 @@ import httpx
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 
 from service.context import ApiContext
@@ -22,6 +23,7 @@ from service.errors import (
 )
 from service.fal import FalQueueClient
 from service.fal_webhooks import FalWebhookVerifier, JwksCache
+from service.headers import SecurityHeaders
 from service.keys import RedisKeys
 from service.routes import fal_errors
 from service.routes.docs import docs_assets, docs_page, openapi_document
@@ -29,8 +31,9 @@ from service.routes.endpoints import list_endpoints
 from service.routes.fal_proxy import proxy as fal_proxy
 from service.routes.fal_queue import serve as fal_queue
 from service.routes.fal_webhooks import receive_fal_webhook
-from service.routes.health import healthz
-from service.routes.jobs import cancel, create_job, get_job
+from service.routes.health import healthz, readyz
+from service.routes.jobs import cancel, create_job, get_job, list_jobs
+from service.routes.metrics import metrics_page
 from service.settings import Settings
 from service.store import JobStore
 
@@ -77,6 +80,7 @@ def create_app(settings: Settings) -> Starlette:
                 api_key=settings.fal_key.get_secret_value(),
                 submit_timeout_s=settings.fal_submit_timeout_s,
             ),
+            jwks=jwks,
         )
         app.state.ctx = ctx
         fal_door.state.ctx = ctx
@@ -88,11 +92,14 @@ def create_app(settings: Settings) -> Starlette:
 
     routes = [
         Route("/v1/jobs", create_job, methods=["POST"]),
+        Route("/v1/jobs", list_jobs, methods=["GET"]),
         Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
         Route("/v1/jobs/{job_id}/cancel", cancel, methods=["POST"]),
         Route("/v1/fal/webhooks/{job_id}", receive_fal_webhook, methods=["POST"]),
         Route("/v1/endpoints", list_endpoints, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_page, methods=["GET"]),
         Route("/openapi.json", openapi_document, methods=["GET"]),
         Route("/docs", docs_page, methods=["GET"]),
         Mount("/docs/assets", app=docs_assets(), name="docs-assets"),
@@ -100,6 +107,7 @@ def create_app(settings: Settings) -> Starlette:
     ]
     return Starlette(
         routes=routes,
+        middleware=[Middleware(SecurityHeaders)],
         lifespan=lifespan,
         exception_handlers={
             ApiError: handle_api_error,
@@ -108,3 +116,8 @@ def create_app(settings: Settings) -> Starlette:
             Exception: handle_unexpected,
         },
     )
+
+
+def app_from_environment() -> Starlette:
+    """The app from environment settings: uvicorn's factory when API_PROCESSES > 1."""
+    return create_app(Settings())  # type: ignore[call-arg]  # fields come from the environment

@@ -1,8 +1,10 @@
-"""Which tenant a request speaks for, from its API key.
+"""Which tenant a request speaks for, from its API key; and whether it is an admin's.
 
 `/v1` and `/fal/proxy` take `Authorization: Bearer <key>`; fal's queue API at `/fal/` takes
 `Authorization: Key <key>`, as fal's clients send their FAL_KEY. Either way the key is one of
-vidhook's API_KEYS: the real FAL_KEY never leaves the server.
+vidhook's: API_KEYS first (no I/O), then the keys kept in Redis by `vidhook keys create`
+(one HGET, uncached, so a revoked key is refused from the next request on). The real FAL_KEY
+never leaves the server. ADMIN_API_KEYS may list every tenant's jobs.
 """
 
 from __future__ import annotations
@@ -18,18 +20,34 @@ BEARER = frozenset({"bearer"})
 FAL_KEY = frozenset({"key"})
 
 
-def tenant_for(request: Request, schemes: Collection[str] = BEARER) -> str | None:
+def _key(request: Request, schemes: Collection[str]) -> str | None:
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    key = key.strip()
+    return key if scheme.lower() in schemes and key else None
+
+
+async def tenant_for(request: Request, schemes: Collection[str] = BEARER) -> str | None:
     """The tenant owning the request's key sent with one of `schemes`, or None."""
     ctx: ApiContext = request.app.state.ctx
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() not in schemes:
+    key = _key(request, schemes)
+    if key is None:
         return None
-    return ctx.tenants_by_key_digest.get(key_digest(key.strip()))
+    tenant = ctx.tenants_by_key_digest.get(key_digest(key))
+    if tenant is None:
+        tenant = await ctx.api_keys.tenant_for(key)
+    return tenant
 
 
-def authenticate(request: Request) -> str:
+async def authenticate(request: Request) -> str:
     """The tenant owning the request's bearer key; Unauthorized otherwise."""
-    tenant = tenant_for(request)
+    tenant = await tenant_for(request)
     if tenant is None:
         raise Unauthorized("Send `Authorization: Bearer <API key>` with a key this service knows.")
     return tenant
+
+
+def admin_name(request: Request) -> str | None:
+    """The name of the ADMIN_API_KEYS entry the request's bearer key matches, if any."""
+    ctx: ApiContext = request.app.state.ctx
+    key = _key(request, BEARER)
+    return ctx.admins_by_key_digest.get(key_digest(key)) if key else None

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from enum import Enum
 
+from service import metrics
 from service.completions import cancelled_error
 from service.context import ApiContext
 from service.domain_errors import JobAlreadyFinished, JobNotFound, UpstreamUnavailable
@@ -64,6 +65,7 @@ async def cancel_job(ctx: ApiContext, tenant: str, job_id: str) -> Cancelled:
             finished=True,
         )
         if moved.applied:
+            await metrics.job_finished(ctx.redis, ctx.store.keys, job_id, JobStatus.CANCELLED)
             return Cancelled(CancelOutcome.CANCELLED, await _owned(ctx, tenant, job_id))
         job = await _owned(ctx, tenant, job_id)  # dispatch claimed it in between
     if job.status is JobStatus.SUBMITTING:

@@ -1,14 +1,18 @@
-"""The `vidhook` command: api, worker, simulator, dev. Configured only by environment variables."""
+"""The `vidhook` command: the processes (api, worker, simulator, dev) and operator commands.
+
+The processes are configured only by environment variables (`vidhook api --help` lists
+them); operator commands (`jobs`, `callbacks`, `keys`) need only REDIS_URL.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
 from pydantic import ValidationError
 
+from service.logs import configure_logging, logging_config
 from service.settings import Settings, describe_validation_error
 
 
@@ -21,21 +25,36 @@ def load_settings() -> Settings:
         raise SystemExit(2) from None
 
 
+def _configure_logging(settings: Settings) -> None:
+    configure_logging(settings.log_level, json_lines=settings.log_format == "json")
+
+
 def run_api() -> None:
     import uvicorn
 
-    from service.app import create_app
-
     settings = load_settings()
+    _configure_logging(settings)
+    # Several processes need an import string for uvicorn to start the app in each; with one,
+    # the app is built here so a configuration error shows before the port is bound.
+    app: object = "service.app:app_from_environment"
+    if settings.api_processes == 1:
+        from service.app import create_app
+
+        app = create_app(settings)
     uvicorn.run(
-        create_app(settings),
+        app,  # type: ignore[arg-type]
+        factory=settings.api_processes > 1,
+        workers=settings.api_processes if settings.api_processes > 1 else None,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
         http="httptools",
-        log_level=os.environ.get("LOG_LEVEL", "info").lower(),
-        access_log=os.environ.get("ACCESS_LOG", "false").lower() == "true",
+        log_config=logging_config(settings.log_level, json_lines=settings.log_format == "json"),
+        log_level=settings.log_level.lower(),
+        access_log=settings.access_log,
         proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
     )
 
 
@@ -47,6 +66,7 @@ def run_worker() -> None:
     from workers.main import create_worker
 
     settings = load_settings()
+    _configure_logging(settings)
     asyncio.set_event_loop(uvloop.new_event_loop())
     create_worker(settings).run()
 
@@ -54,6 +74,7 @@ def run_worker() -> None:
 def run_simulator() -> None:
     from service.dev.simulator import SimulatorConfig, serve
 
+    configure_logging(os.environ.get("LOG_LEVEL", "info"))
     try:
         config = SimulatorConfig()
     except ValidationError as exc:
@@ -68,31 +89,58 @@ def run_dev() -> None:
     raise SystemExit(run_dev_stack())
 
 
-COMMANDS = {
-    "api": (run_api, "the HTTP API (intake, job reads, fal webhook receiver)"),
-    "worker": (run_worker, "the ARQ worker (dispatch to fal, client callbacks)"),
+PROCESSES = {
+    "api": (run_api, "the HTTP API (intake, job reads, fal webhook receiver, /metrics)"),
+    "worker": (run_worker, "the ARQ worker (dispatch to fal, client callbacks, reconcile)"),
     "simulator": (run_simulator, "a local stand-in for fal's queue API that renders real MP4s"),
     "dev": (run_dev, "everything above plus a private Redis, in one foreground process group"),
 }
 
 
-def main(argv: list[str] | None = None) -> None:
+def _settings_epilog() -> str:
+    lines = ["environment (see README.md, Configuration):"]
+    for name, field in Settings.model_fields.items():
+        required = " (required)" if field.is_required() else ""
+        lines.append(f"  {name.upper()}{required}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from service.operator_cli import add_commands
+
     parser = argparse.ArgumentParser(
         prog="vidhook",
         description="Webhook-driven gateway to fal.ai's Veo video models. "
         "Configured by environment variables; see README.md.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (_, help_text) in COMMANDS.items():
-        commands.add_parser(name, help=help_text)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "info").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # httpx logs every request URL at INFO; submit URLs carry the per-job webhook token.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    COMMANDS[args.command][0]()
+    for name, (_, help_text) in PROCESSES.items():
+        epilog = _settings_epilog() if name in ("api", "worker") else None
+        commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    add_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command in PROCESSES:
+        PROCESSES[args.command][0]()
+        return
+    from service.operator_cli import OperatorSettings, run
+
+    configure_logging(os.environ.get("LOG_LEVEL", "warning"))
+    try:
+        operator_settings = OperatorSettings()  # type: ignore[call-arg]  # from the environment
+    except ValidationError as exc:
+        print(describe_validation_error(exc), file=sys.stderr)
+        raise SystemExit(2) from None
+    raise SystemExit(run(args, operator_settings))
 
 
 if __name__ == "__main__":

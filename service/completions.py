@@ -7,12 +7,16 @@ a job through `finish_job`: the first terminal state wins, later reports are log
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+from service import metrics
 from service.fal import normalise_detail
 from service.jobs import JobStatus, fetch_result_task_id, notify_task_id
 from service.store import JobStore, Moved, Task, now_ms
+
+logger = logging.getLogger("vidhook.jobs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +129,7 @@ async def finish_job(store: JobStore, job_id: str, outcome: FalOutcome, *, sourc
         status, fields = JobStatus.FAILED, {"error": json.dumps(outcome.error)}
     else:
         status, fields = JobStatus.COMPLETED, {"result": json.dumps(outcome.result)}
-    return await store.transition(
+    moved = await store.transition(
         job_id,
         status,
         reason=source,
@@ -142,3 +146,11 @@ async def finish_job(store: JobStore, job_id: str, outcome: FalOutcome, *, sourc
         },
         finished=True,
     )
+    if moved.applied:
+        tenant = await metrics.job_finished(store.redis, store.keys, job_id, status.value)
+        logger.info(
+            "job.finished",
+            extra={"job_id": job_id, "fal_request_id": outcome.request_id, "tenant": tenant,
+                   "status": status.value, "source": source},
+        )  # fmt: skip
+    return moved

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 import httpx
 from redis.asyncio import Redis
 
+from service.apikeys import ApiKeyStore
 from service.fal import FalQueueClient
-from service.fal_webhooks import FalWebhookVerifier
+from service.fal_webhooks import FalWebhookVerifier, JwksCache
+from service.job_index import JobIndex
 from service.prices import PriceTable
 from service.settings import Settings
 from service.store import JobStore
@@ -25,13 +27,22 @@ class ApiContext:
     prices: PriceTable
     # For the calls the API itself makes to fal (cancel); submits stay with the workers.
     fal: FalQueueClient
+    jwks: JwksCache | None = None
     tenants_by_key_digest: dict[bytes, str] = field(default_factory=dict)
+    admins_by_key_digest: dict[bytes, str] = field(default_factory=dict)
+    api_keys: ApiKeyStore = field(init=False)
+    index: JobIndex = field(init=False)
 
     def __post_init__(self) -> None:
         # Looked up by digest so that the dict lookup's timing says nothing about real keys.
         self.tenants_by_key_digest = {
             key_digest(key): tenant for key, tenant in self.settings.tenants_by_api_key.items()
         }
+        self.admins_by_key_digest = {
+            key_digest(key): name for key, name in self.settings.admins_by_api_key.items()
+        }
+        self.api_keys = ApiKeyStore(self.redis, self.store.keys)
+        self.index = JobIndex(self.redis, self.store.keys)
 
 
 def key_digest(api_key: str) -> bytes:

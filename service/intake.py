@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from service import metrics
 from service.context import ApiContext
 from service.domain_errors import IdempotencyKeyReused, JobNotFound, RequestRejected
 from service.jobs import CallbackFormat, Job, dispatch_task_id
@@ -83,6 +84,7 @@ async def accept_job(
         if replayed is None or replayed.tenant != tenant:
             raise JobNotFound(stored_id)
         return Accepted(replayed, replayed=True)
+    metrics.JOBS_ACCEPTED.labels(job.endpoint, tenant).inc()
     return Accepted(job, replayed=False)
 
 

@@ -44,6 +44,30 @@ class RedisKeys:
         """Sorted set of a tenant's job ids by creation time (ms)."""
         return f"{self.prefix}jobs:{tenant}"
 
+    @property
+    def all_jobs(self) -> str:
+        """Sorted set of every tenant's job ids by creation time (ms), for admin listings."""
+        return f"{self.prefix}jobs"
+
+    @property
+    def at_fal(self) -> str:
+        """Sorted set of jobs submitted to fal and not yet finished, by submit time (ms)."""
+        return f"{self.prefix}atfal"
+
+    @property
+    def dispatch_paused(self) -> str:
+        """Present while an operator has paused dispatch to fal."""
+        return f"{self.prefix}dispatch:paused"
+
+    def api_key(self, key_digest_hex: str) -> str:
+        """Hash of an API key created with `vidhook keys create`, by the key's SHA-256."""
+        return f"{self.prefix}apikey:{key_digest_hex}"
+
+    @property
+    def api_key_index(self) -> str:
+        """Set of the digests of every API key kept in Redis (for `vidhook keys list`)."""
+        return f"{self.prefix}apikeys"
+
     def idempotency(self, tenant: str, key: str) -> str:
         """A client's Idempotency-Key, pointing at the job it created."""
         return f"{self.prefix}idem:{tenant}:{key}"

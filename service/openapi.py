@@ -12,7 +12,7 @@ from typing import Any
 
 from service.catalog import ENDPOINTS, JSON_SCHEMA_DIALECT, input_json_schema, schema_name
 from service.errors import FIELD_ERROR_SCHEMA, PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA
-from service.jobs import JOB_SCHEMA
+from service.jobs import JOB_SCHEMA, JobStatus
 from service.validation import job_request_json_schema
 
 REF = "#/components/schemas/{name}"
@@ -47,6 +47,11 @@ def _problems(*codes: int) -> dict[str, Any]:
     }
 
 
+def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    parameter = {"name": name, "in": "query", "required": False, "schema": schema}
+    return {**parameter, "description": description} if description else parameter
+
+
 def _version() -> str:
     try:
         return version("vidhook")
@@ -68,6 +73,15 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
         JobRequest=job_request_json_schema(input_ref_template=REF, passthrough=passthrough),
         Job=JOB_SCHEMA,
         FieldError=FIELD_ERROR_SCHEMA,
+        JobList={
+            "type": "object",
+            "required": ["object", "data", "next_cursor"],
+            "properties": {
+                "object": {"const": "list"},
+                "data": {"type": "array", "items": _ref("Job")},
+                "next_cursor": {"type": ["string", "null"]},
+            },
+        },
         Problem=PROBLEM_SCHEMA,
         EndpointList={
             "type": "object",
@@ -139,7 +153,36 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                         "200": {**job_response, "description": "An Idempotency-Key replay."},
                         **_problems(400, 401, 409, 413, 415, 422),
                     },
-                }
+                },
+                "get": {
+                    "operationId": "listJobs",
+                    "summary": "List jobs, newest first, a page at a time",
+                    "description": "A tenant's key lists its own jobs; an ADMIN_API_KEYS key "
+                    "lists every tenant's (each with `tenant`), or one with `tenant=`. Follow "
+                    "`next_cursor` until it is null; a page may be short when filters are "
+                    "selective.",
+                    "parameters": [
+                        _query("status", {"enum": [status.value for status in JobStatus]}),
+                        _query("endpoint", {"type": "string"}),
+                        _query(
+                            "created_after",
+                            {"type": "string"},
+                            "ISO 8601 time or epoch ms (exclusive)",
+                        ),
+                        _query(
+                            "created_before",
+                            {"type": "string"},
+                            "ISO 8601 time or epoch ms (exclusive)",
+                        ),
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
+                        _query("cursor", {"type": "string"}, "next_cursor of the last page"),
+                        _query("tenant", {"type": "string"}, "admin keys only"),
+                    ],
+                    "responses": {
+                        "200": _json(_ref("JobList"), "A page of jobs."),
+                        **_problems(401, 422),
+                    },
+                },
             },
             "/v1/jobs/{job_id}": {
                 "get": {
@@ -265,11 +308,32 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
             "/healthz": {
                 "get": {
                     "operationId": "health",
-                    "summary": "Liveness and Redis reachability",
+                    "summary": "Liveness: the process answers (touches nothing else)",
+                    "security": public,
+                    "responses": {"200": _json({"type": "object"}, "Up.")},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "ready",
+                    "summary": "Readiness: Redis answers and fal's webhook keys are loaded",
                     "security": public,
                     "responses": {
-                        "200": _json({"type": "object"}, "Up."),
-                        "503": _json({"type": "object"}, "Redis is unreachable."),
+                        "200": _json({"type": "object"}, "Ready."),
+                        "503": _json({"type": "object"}, "Not ready; `checks` says why."),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics (text exposition format)",
+                    "security": public,
+                    "responses": {
+                        "200": {
+                            "description": "Metrics.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
                     },
                 }
             },

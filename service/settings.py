@@ -85,10 +85,49 @@ class Settings(BaseSettings):
     # value), at the cost of one cheap Redis query per interval per idle worker.
     worker_poll_delay_s: float = 0.01
 
+    # Operations (issue 11): metrics, logs, admin access, graceful shutdown.
+    admin_api_keys: Annotated[str, NoDecode] = Field(
+        default="",
+        description="Comma-separated `key:name` pairs whose holders may list every tenant's jobs",
+    )
+    worker_metrics_port: int | None = Field(
+        default=None,
+        description="Port on which a worker serves Prometheus /metrics (unset: none)",
+    )
+    api_processes: int = Field(
+        default=1,
+        ge=1,
+        description="uvicorn worker processes per `vidhook api`; more than 1 needs "
+        "PROMETHEUS_MULTIPROC_DIR for correct /metrics",
+    )
+    shutdown_grace_s: float = Field(
+        default=25.0,
+        description="How long a stopping API or worker finishes what it is doing",
+    )
+    log_level: str = Field(default="info", description="Log level: debug, info, warning, error")
+    log_format: str = Field(
+        default="json", description="`json` (one object per line) or `console` (for people)"
+    )
+    access_log: bool = Field(default=False, description="Log every HTTP request (uvicorn)")
+
     @field_validator("api_keys")
     @classmethod
     def _api_keys_are_pairs(cls, value: str) -> str:
         _parse_api_keys(value)
+        return value
+
+    @field_validator("admin_api_keys")
+    @classmethod
+    def _admin_keys_are_pairs(cls, value: str) -> str:
+        if value.strip():
+            _parse_api_keys(value)
+        return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format_known(cls, value: str) -> str:
+        if value not in ("json", "console"):
+            raise ValueError("must be `json` or `console`")
         return value
 
     @field_validator("callback_signing_secret")
@@ -113,6 +152,10 @@ class Settings(BaseSettings):
     @cached_property
     def tenants_by_api_key(self) -> dict[str, str]:
         return _parse_api_keys(self.api_keys)
+
+    @cached_property
+    def admins_by_api_key(self) -> dict[str, str]:
+        return _parse_api_keys(self.admin_api_keys) if self.admin_api_keys.strip() else {}
 
     @cached_property
     def allowed_endpoint_patterns(self) -> tuple[str, ...]:

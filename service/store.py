@@ -108,6 +108,9 @@ class JobStore:
         self.keys = keys
         self.job_retention_s = job_retention_s
         self.event_stream_maxlen = event_stream_maxlen
+        # Index entries outlive their job's creation by the retention plus a day for the job
+        # to run: a finished job's hash is kept `job_retention_s` from when it finished.
+        self._index_keep_ms = (job_retention_s + 86_400) * 1000
         # Reading the events the steps below append (service/events.py).
         self.event_log = EventLog(redis, keys)
         self._create = redis.register_script(_step_script("create_job.lua"))
@@ -142,6 +145,7 @@ class JobStore:
             self.keys.idempotency(tenant, idempotency_key) if idempotency_key else "",
             self.keys.events,
             self.keys.job_transitions(job_id),
+            self.keys.all_jobs,
         ]
         small: list[str] = []
         large: list[str] = []
@@ -162,6 +166,7 @@ class JobStore:
             str(fields["endpoint"]),
             self.event_stream_maxlen,
             "created",
+            created_ms - self._index_keep_ms,
             *large,
         ]
         code, existing_id = await self._create(keys=keys, args=args)

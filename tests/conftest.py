@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ from service.dev.simulator import SimulatorConfig
 from service.dev.simulator import create_app as create_simulator_app
 from service.settings import Settings
 from tests.support.falproxy import FalProxy
+from tests.support.logcapture import LogCapture
 from tests.support.servers import ServerThread
 from tests.support.workerthread import WorkerThread
 
@@ -33,6 +35,28 @@ TENANT_A_KEY = "tenant-a-key-0123456789abcdef"
 TENANT_B_KEY = "tenant-b-key-0123456789abcdef"
 CALLBACK_SECRET = "whsec_" + base64.b64encode(b"vidhook-test-callback-secret-32b").decode()
 SAMPLE_IMAGE = Path(__file__).resolve().parent.parent / "examples" / "sample.jpg"
+FAL_KEY = "test-fal-key"
+ADMIN_KEY = "admin-key-0123456789abcdef"
+
+
+# Every log line of the whole run, rendered as production renders it, checked at the end.
+LOG_LINES = LogCapture(
+    secrets=[TENANT_A_KEY, TENANT_B_KEY, ADMIN_KEY, FAL_KEY, CALLBACK_SECRET,
+             CALLBACK_SECRET.removeprefix("whsec_")],
+)  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    LOG_LINES.install()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    leaks = LOG_LINES.leaks()
+    if leaks:
+        print(f"\n{len(leaks)} log line(s) carry a secret, token or data URI:", file=sys.stderr)
+        for reason, line in leaks[:20]:
+            print(f"  [{reason}] {line[:300]}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
@@ -105,7 +129,8 @@ def settings(redis_server: LocalRedis, simulator: ServerThread, fal_proxy: FalPr
     api_port = free_port()
     return Settings(
         redis_url=redis_server.url,
-        fal_key="test-fal-key",
+        fal_key=FAL_KEY,
+        admin_api_keys=f"{ADMIN_KEY}:ops",
         fal_queue_base_url=fal_proxy.url,
         fal_jwks_url=f"{simulator.url}/.well-known/jwks.json",
         public_base_url=f"http://127.0.0.1:{api_port}",

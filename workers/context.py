@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from prometheus_client import start_http_server
 
 from service.callbacks import CallbackSender
 from service.fal import FalQueueClient
@@ -15,6 +16,7 @@ from service.settings import Settings
 from service.store import JobStore
 
 CONTEXT_KEY = "vidhook"
+METRICS_SERVER_KEY = "vidhook_metrics_server"
 
 
 @dataclass(slots=True)
@@ -38,6 +40,10 @@ def worker_context(ctx: dict[str, Any]) -> WorkerContext:
 
 async def on_startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
+    if settings.worker_metrics_port is not None:
+        # prometheus_client's own threaded HTTP server: a scrape never waits on the event loop.
+        server, _ = start_http_server(settings.worker_metrics_port, addr=settings.host)
+        ctx[METRICS_SERVER_KEY] = server
     http = httpx.AsyncClient(
         timeout=httpx.Timeout(30.0, connect=5.0),
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
@@ -74,3 +80,7 @@ async def on_shutdown(ctx: dict[str, Any]) -> None:
     context = ctx.get(CONTEXT_KEY)
     if isinstance(context, WorkerContext):
         await context.http.aclose()
+    metrics_server = ctx.pop(METRICS_SERVER_KEY, None)
+    if metrics_server is not None:
+        metrics_server.shutdown()
+        metrics_server.server_close()

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from arq import Retry
 
+from service import metrics
 from service.completions import FalOutcome, fal_error, finish_job
-from service.fal import FalAmbiguous, FalRejected, FalUnavailable
+from service.fal import FalAmbiguous, FalError, FalRejected, FalUnavailable
 from service.jobs import JobStatus, reconcile_task_id, sources_of
 from service.store import SubmitClaim, Task, now_ms
 from workers.context import WorkerContext, worker_context
@@ -41,27 +43,14 @@ async def dispatch_job(ctx: dict[str, Any], job_id: str) -> str:
         return f"skipped: {claim.status.value if claim.status else 'missing'}"
 
     webhook_url = w.settings.fal_webhook_url(job_id)
+    started = time.perf_counter()
     try:
         # The input as stored at intake: the JSON fal gets, with no decode and re-encode.
         receipt = await w.fal.submit(claim.endpoint, claim.input_json, webhook_url=webhook_url)
-    except FalRejected as exc:
-        await finish_job(
-            w.store,
-            job_id,
-            FalOutcome(request_id=None, error=fal_error("fal_rejected", str(exc), exc.detail)),
-            source="submit",
-        )
-        return "rejected by fal"
-    except FalUnavailable as exc:
-        # Nothing was accepted, so the next try may submit straight away.
-        await w.store.update_fields(job_id, {"submit_pending_since_ms": ""})
-        return await _retry_or_fail(ctx, job_id, str(exc), exc.retry_after_s, last_try)
-    except FalAmbiguous as exc:
-        logger.warning("unclear submit for %s: %s", job_id, exc)
-        return await _retry_or_fail(
-            ctx, job_id, str(exc), w.settings.ambiguous_submit_grace_s, last_try
-        )
-
+    except FalError as exc:
+        _count_submit(_OUTCOME_CLASS.get(type(exc), "error"), started)
+        return await _submit_failed(ctx, w, job_id, exc, last_try)
+    duration_s = _count_submit("accepted", started)
     accepted_fields: dict[str, str | int] = {
         "fal_request_id": receipt.request_id,
         "fal_status_url": receipt.status_url,
@@ -85,11 +74,53 @@ async def dispatch_job(ctx: dict[str, Any], job_id: str) -> str:
             )
         ],
     )
-    if not moved.applied:
+    if moved.applied:
+        await metrics.job_submitted(w.store.redis, w.store.keys, job_id, now_ms())
+    else:
         # fal's webhook can beat its own submit answer here (a fast failure): keep the finished
         # state, but remember which request it was.
         await w.store.update_fields(job_id, accepted_fields)
+    logger.info(
+        "job.submitted",
+        extra={"job_id": job_id, "fal_request_id": receipt.request_id, "duration_s": duration_s},
+    )
     return f"submitted as {receipt.request_id}"
+
+
+_OUTCOME_CLASS: dict[type[FalError], str] = {
+    FalRejected: "rejected",
+    FalUnavailable: "unavailable",
+    FalAmbiguous: "ambiguous",
+}
+
+
+def _count_submit(outcome: str, started: float) -> float:
+    duration_s = round(time.perf_counter() - started, 6)
+    metrics.FAL_SUBMIT_SECONDS.labels(outcome).observe(duration_s)
+    metrics.FAL_SUBMITS.labels(outcome).inc()
+    return duration_s
+
+
+async def _submit_failed(
+    ctx: dict[str, Any], w: WorkerContext, job_id: str, exc: FalError, last_try: bool
+) -> str:
+    """What a refused, failed or unclear submit leads to: the end, a retry, or a wait."""
+    if isinstance(exc, FalRejected):
+        await finish_job(
+            w.store,
+            job_id,
+            FalOutcome(request_id=None, error=fal_error("fal_rejected", str(exc), exc.detail)),
+            source="submit",
+        )
+        return "rejected by fal"
+    if isinstance(exc, FalUnavailable):
+        # Nothing was accepted, so the next try may submit straight away.
+        await w.store.update_fields(job_id, {"submit_pending_since_ms": ""})
+        return await _retry_or_fail(ctx, job_id, str(exc), exc.retry_after_s, last_try)
+    logger.warning("fal_submit.unclear", extra={"job_id": job_id, "error": str(exc)})
+    return await _retry_or_fail(
+        ctx, job_id, str(exc), w.settings.ambiguous_submit_grace_s, last_try
+    )
 
 
 async def _claim_after_unclear_submit(
@@ -114,8 +145,10 @@ async def _claim_after_unclear_submit(
         await w.store.record_event(
             job_id, {"event": "resubmit", "waited_s": round(waited_s, 1)}, counter="resubmits"
         )
+        metrics.DUPLICATE_SUBMITS.inc()
         logger.warning(
-            "resubmitting %s: no word from fal %.0fs after an unclear submit", job_id, waited_s
+            "fal_submit.resubmit",
+            extra={"job_id": job_id, "waited_s": round(waited_s, 1)},
         )
     # Only one claimant can move the attempt counter on from what it read.
     moved = await w.store.transition(
@@ -151,5 +184,8 @@ async def _retry_or_fail(
         )
         return "gave up"
     delay_s = max(retry_after_s or 0.0, w.backoff_s(ctx.get("job_try", 1)))
-    logger.info("retrying %s in %.2fs: %s", job_id, delay_s, reason)
+    logger.info(
+        "job.dispatch_retry",
+        extra={"job_id": job_id, "delay_s": round(delay_s, 3), "reason": reason},
+    )
     raise Retry(defer=delay_s)

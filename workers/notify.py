@@ -13,7 +13,7 @@ from typing import Any
 
 from arq import Retry
 
-from service import fal_view
+from service import fal_view, metrics
 from service.jobs import CallbackFormat, Job, event_type_for, iso_from_ms
 from workers.context import worker_context
 
@@ -50,6 +50,11 @@ async def notify_job(ctx: dict[str, Any], job_id: str) -> str:
         job.callback_url, message_id=f"msg_{job.id}_{job.status.value}", payload=payload_for(job)
     )
     if result.delivered:
+        metrics.CALLBACK_ATTEMPTS.labels("delivered").inc()
+        logger.info(
+            "callback.delivered",
+            extra={"job_id": job_id, "tenant": job.tenant, "attempt": job_try},
+        )
         await w.store.update_fields(
             job_id,
             {
@@ -68,9 +73,12 @@ async def notify_job(ctx: dict[str, Any], job_id: str) -> str:
             "callback_last_error": result.detail,
         },
     )
+    metrics.CALLBACK_ATTEMPTS.labels("abandoned" if gave_up else "retrying").inc()
     if gave_up:
         logger.warning(
-            "callback for %s abandoned after %d tries: %s", job_id, job_try, result.detail
-        )
+            "callback.abandoned",
+            extra={"job_id": job_id, "tenant": job.tenant, "attempt": job_try,
+                   "error": result.detail},
+        )  # fmt: skip
         return "abandoned"
     raise Retry(defer=w.backoff_s(job_try))

@@ -13,6 +13,7 @@ from typing import Any
 
 from arq import Retry
 
+from service import metrics
 from service.completions import FalOutcome, fal_error, finish_job, outcome_from_error
 from service.fal import FalError, FalRejected
 from service.jobs import Job, JobStatus
@@ -51,6 +52,7 @@ async def fetch_result(ctx: dict[str, Any], job_id: str) -> str:
     job_try: int = ctx.get("job_try", 1)
     job = await w.store.get(job_id)
     if job is None or job.status.is_terminal:
+        metrics.RECONCILER_ACTIONS.labels("idle").inc()
         return "nothing to fetch"
     status_url, response_url = _request_urls(w, job)
     if status_url is None or response_url is None:
@@ -61,12 +63,17 @@ async def fetch_result(ctx: dict[str, Any], job_id: str) -> str:
             if state == "IN_PROGRESS":
                 # Refused by the table when it is in_progress already: no event per poll.
                 await w.store.transition(job_id, JobStatus.IN_PROGRESS, reason="fal_status")
+            metrics.RECONCILER_ACTIONS.labels("polling").inc()
             raise Retry(defer=w.backoff_s(job_try))
         result = await w.fal.result(response_url)
     except FalRejected as exc:
         if job_try < UNKNOWN_REQUEST_TRIES:
             raise Retry(defer=w.backoff_s(job_try)) from exc
-        logger.warning("fal does not know request %s of %s: %s", job.fal_request_id, job_id, exc)
+        metrics.RECONCILER_ACTIONS.labels("unknown").inc()
+        logger.warning(
+            "reconcile.unknown_to_fal",
+            extra={"job_id": job_id, "fal_request_id": job.fal_request_id, "error": str(exc)},
+        )
         error = fal_error("fal_request_unknown", f"fal does not know the request: {exc}")
         await finish_job(
             w.store, job_id, FalOutcome(job.fal_request_id, error=error), source="status"
@@ -80,6 +87,11 @@ async def fetch_result(ctx: dict[str, Any], job_id: str) -> str:
         message = f"fal answered {result.status_code} for the result"
         outcome = outcome_from_error(job.fal_request_id, message, result.body)
     moved = await finish_job(w.store, job_id, outcome, source="result")
-    if moved.applied and job.status is not JobStatus.IN_PROGRESS:
-        logger.info("reconciled %s from fal's status: its webhook never came", job_id)
+    reconciled = moved.applied and job.status is not JobStatus.IN_PROGRESS
+    metrics.RECONCILER_ACTIONS.labels("reconciled" if reconciled else "fetched").inc()
+    if reconciled:
+        logger.info(
+            "reconcile.recovered",
+            extra={"job_id": job_id, "fal_request_id": job.fal_request_id, "tenant": job.tenant},
+        )
     return "fetched"

@@ -16,12 +16,14 @@ import time
 from pathlib import Path
 from types import FrameType
 
+import httpx
 from pydantic import ValidationError
 
 from service.dev.localredis import LocalRedis, LocalRedisError
 from service.settings import Settings, describe_validation_error
 
 STOP_TIMEOUT_S = 10.0
+START_TIMEOUT_S = 30.0
 SIMULATOR_FAL_KEY = "local-simulator"
 
 
@@ -99,6 +101,11 @@ def run_dev_stack(state_dir: Path | None = None) -> int:
             children.append(("simulator", subprocess.Popen([*command, "simulator"], env=env)))
         children.append(("api", subprocess.Popen([*command, "api"], env=env)))
         children.append(("worker", subprocess.Popen([*command, "worker"], env=env)))
+        # Say "running" only once the API answers: a taken port makes it exit at start-up.
+        failed = _wait_until_serving(f"http://{env['HOST']}:{env['PORT']}/healthz", children)
+        if failed is not None:
+            print(f"vidhook dev: {failed} exited during start-up; stopping", file=sys.stderr)
+            return 1
         print("\nvidhook dev is running:", file=sys.stderr)
         print(f"  api:        http://{env['HOST']}:{env['PORT']}", file=sys.stderr)
         for note in notes:
@@ -118,6 +125,24 @@ def run_dev_stack(state_dir: Path | None = None) -> int:
         _stop_children(children)
         if redis is not None:
             redis.stop()
+
+
+def _wait_until_serving(
+    health_url: str, children: list[tuple[str, subprocess.Popen[bytes]]]
+) -> str | None:
+    """Wait for `health_url` to answer; the name of a child that died meanwhile, if one did."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for name, child in children:
+            if child.poll() is not None:
+                return name
+        try:
+            if httpx.get(health_url, timeout=1.0).status_code == 200:
+                return None
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return None  # slow, not dead: the supervision loop below notices a death later
 
 
 def _settings_are_valid(env: dict[str, str]) -> bool:

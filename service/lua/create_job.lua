@@ -1,13 +1,14 @@
 -- Record a new job, its first event and its dispatch task in one atomic round trip.
 -- KEYS: 1 job hash, 2 tenant index, 3 ARQ job key, 4 ARQ result key, 5 ARQ queue,
 --       6 idempotency key ('' when the client sent none), 7 events stream,
---       8 job transitions stream
+--       8 job transitions stream, 9 the index of every job (all tenants)
 -- ARGV: 1 job id, 2 created_at_ms, 3 ARQ job payload, 4 ARQ job expiry ms,
 --       5 idempotency ttl s, 6 request fingerprint,
 --       7 the job hash's small field/value pairs as one JSON array of strings (one argument
 --         instead of dozens: packing each argument is most of the client's cost),
 --       8 tenant, 9 endpoint, 10 events stream MAXLEN (approximate), 11 reason,
---       12.. field/value pairs with large values (an input of data URIs), passed as they are
+--       12 index cutoff ms: entries of both indexes created before it are dropped,
+--       13.. field/value pairs with large values (an input of data URIs), passed as they are
 -- Returns {1, id} created; {0, id} same idempotency key and same request (replay);
 --         {2, id} same idempotency key, different request.
 if KEYS[6] ~= '' then
@@ -23,10 +24,14 @@ if KEYS[6] ~= '' then
   redis.call('SET', KEYS[6], ARGV[1] .. ' ' .. ARGV[6], 'EX', ARGV[5])
 end
 redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[7])))
-if #ARGV >= 13 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 12))
+if #ARGV >= 14 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 13))
 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[9], ARGV[2], ARGV[1])
+-- Both indexes would otherwise grow for ever; their jobs' hashes expire after retention.
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[12])
+redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', '(' .. ARGV[12])
 -- From '' to queued, so a reader of the stream sees every job from its start. No PUBLISH:
 -- nobody can be waiting on a job whose id has not been answered yet.
 append_event(KEYS[7], KEYS[8], '', ARGV[10], ARGV[1], ARGV[8], ARGV[9], '', 'queued', ARGV[2],

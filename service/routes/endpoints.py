@@ -12,7 +12,7 @@ from service.context import ApiContext
 
 async def list_endpoints(request: Request) -> Response:
     ctx: ApiContext = request.app.state.ctx
-    authenticate(request)
+    await authenticate(request)
     return JSONResponse(
         {
             "endpoints": [describe_endpoint(spec, ctx.prices) for spec in ENDPOINTS.values()],

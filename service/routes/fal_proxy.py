@@ -43,7 +43,7 @@ _RESPONSE_HEADERS = ("content-type",)
 
 
 async def proxy(request: Request) -> Response:
-    tenant = tenant_for(request, DOOR_SCHEMES)
+    tenant = await tenant_for(request, DOOR_SCHEMES)
     if tenant is None:
         raise Unauthorized("Send `Authorization: Bearer <vidhook API key>` (requestMiddleware).")
     target = request.headers.get(TARGET_URL_HEADER)

@@ -76,8 +76,8 @@ def parse_queue_call(method: str, path: str) -> QueueCall | None:
     return QueueCall(op, match["app"], match["request_id"])
 
 
-def door_tenant(request: Request) -> str:
-    tenant = tenant_for(request, DOOR_SCHEMES)
+async def door_tenant(request: Request) -> str:
+    tenant = await tenant_for(request, DOOR_SCHEMES)
     if tenant is None:
         raise Unauthorized("Send `Authorization: Key <vidhook API key>` (your FAL_KEY setting).")
     return tenant
@@ -90,7 +90,7 @@ async def serve(request: Request) -> Response:
         raise NotFound("No such queue call.")
     # root_path ends with the door's mount point ("/fal"): answers name URLs under it.
     base_url = str(request.url.replace(path=request.scope.get("root_path", ""), query=""))
-    return await answer(request, door_tenant(request), call, base_url, request.query_params)
+    return await answer(request, await door_tenant(request), call, base_url, request.query_params)
 
 
 async def answer(

@@ -1,25 +1,34 @@
-"""POST /v1/jobs, GET /v1/jobs/{id}, POST /v1/jobs/{id}/cancel: thin handlers over the domain.
+"""POST and GET /v1/jobs, GET /v1/jobs/{id}, POST /v1/jobs/{id}/cancel: thin handlers.
 
 Domain refusals propagate to the app's handler (`service.errors.handle_domain_error`).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from service.auth import authenticate
+from service import metrics
+from service.auth import admin_name, authenticate
 from service.bodies import read_json
 from service.cancellation import CancelOutcome, cancel_job
 from service.context import ApiContext
-from service.errors import NotFound
+from service.errors import InvalidRequest, NotFound
 from service.intake import accept_job
-from service.jobs import Job
+from service.job_index import MAX_PAGE_SIZE, BadCursor, JobFilter
+from service.jobs import Job, JobStatus
 
 
 async def create_job(request: Request) -> Response:
+    with metrics.INTAKE_SECONDS.time():
+        return await _create_job(request)
+
+
+async def _create_job(request: Request) -> Response:
     ctx: ApiContext = request.app.state.ctx
-    tenant = authenticate(request)
+    tenant = await authenticate(request)
     body = await read_json(request, ctx.settings.max_request_bytes)
     accepted = await accept_job(ctx, tenant, body, request.headers.get("idempotency-key"))
     if accepted.replayed:
@@ -29,7 +38,7 @@ async def create_job(request: Request) -> Response:
 
 async def get_job(request: Request) -> Response:
     ctx: ApiContext = request.app.state.ctx
-    tenant = authenticate(request)
+    tenant = await authenticate(request)
     job_id = request.path_params["job_id"]
     job = await ctx.store.get(job_id)
     if job is None or job.tenant != tenant:
@@ -40,10 +49,80 @@ async def get_job(request: Request) -> Response:
 async def cancel(request: Request) -> Response:
     """200 with the job once cancelled; 202 while fal is asked to; 409 if it already ended."""
     ctx: ApiContext = request.app.state.ctx
-    tenant = authenticate(request)
+    tenant = await authenticate(request)
     cancelled = await cancel_job(ctx, tenant, request.path_params["job_id"])
     status_code = 200 if cancelled.outcome is CancelOutcome.CANCELLED else 202
     return _job_response(cancelled.job, status_code=status_code)
+
+
+async def list_jobs(request: Request) -> Response:
+    """GET /v1/jobs: the caller's jobs (an admin key's: every tenant's), newest first."""
+    ctx: ApiContext = request.app.state.ctx
+    query = request.query_params
+    tenant: str | None
+    if admin_name(request) is not None:
+        tenant = query.get("tenant") or None
+    else:
+        tenant = await authenticate(request)
+    where = JobFilter(
+        tenant=tenant,
+        status=_query_enum(query.get("status")),
+        endpoint=query.get("endpoint") or None,
+        created_after_ms=_query_ms(query.get("created_after"), "created_after"),
+        created_before_ms=_query_ms(query.get("created_before"), "created_before"),
+    )
+    limit = _query_int(query.get("limit"), "limit", default=50)
+    try:
+        page = await ctx.index.page(where, limit=limit, cursor=query.get("cursor") or None)
+    except BadCursor as exc:
+        raise _bad_query("cursor", str(exc)) from exc
+    resources = []
+    for job in page.jobs:
+        resource = job.to_resource()
+        if tenant is None:
+            resource["tenant"] = job.tenant
+        resources.append(resource)
+    return JSONResponse({"object": "list", "data": resources, "next_cursor": page.next_cursor})
+
+
+def _bad_query(name: str, message: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"The query parameter {name} is not valid.",
+        [{"path": ["query", name], "message": message, "type": "invalid"}],
+    )
+
+
+def _query_enum(value: str | None) -> JobStatus | None:
+    if not value:
+        return None
+    try:
+        return JobStatus(value)
+    except ValueError as exc:
+        allowed = ", ".join(status.value for status in JobStatus)
+        raise _bad_query("status", f"must be one of {allowed}") from exc
+
+
+def _query_int(value: str | None, name: str, *, default: int) -> int:
+    if value is None or value == "":
+        return default
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_PAGE_SIZE:
+        raise _bad_query(name, f"must be an integer from 1 to {MAX_PAGE_SIZE}")
+    return int(value)
+
+
+def _query_ms(value: str | None, name: str) -> int | None:
+    """An ISO 8601 time (or milliseconds since the epoch) as epoch milliseconds."""
+    if not value:
+        return None
+    if value.isascii() and value.isdigit() and len(value) < 16:
+        return int(value)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise _bad_query(name, "must be an ISO 8601 time or epoch milliseconds") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
 
 
 def _job_response(job: Job, *, status_code: int, replayed: bool = False) -> JSONResponse:

@@ -24,9 +24,11 @@ class ServerThread:
     ) -> None:
         self.port = port or free_port()
         self.scheme = "https" if tls else "http"
+        # log_config=None: uvicorn's lines (access lines too) reach the root logger, where the
+        # suite's capture checks every one of them for secrets.
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
-            loop="asyncio", http="h11", ws="none",
+            app, host="127.0.0.1", port=self.port, log_level="info", lifespan="on",
+            loop="asyncio", http="h11", ws="none", log_config=None,
             ssl_certfile=tls[0] if tls else None, ssl_keyfile=tls[1] if tls else None,
         )  # fmt: skip
         self.server = uvicorn.Server(config)

@@ -282,4 +282,13 @@ def serve(config: SimulatorConfig) -> None:
     logging.getLogger("service.dev.simulator").info(
         "fal simulator on %s (public URL %s)", f"{config.host}:{config.port}", config.public_url
     )
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info")
+    # log_config=None keeps the process's logging (vidhook's JSON lines, whose access lines
+    # mask the `fal_webhook=` URLs and their per-job tokens) instead of uvicorn's defaults.
+    uvicorn.run(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        log_level="info",
+        log_config=None,
+        server_header=False,
+    )

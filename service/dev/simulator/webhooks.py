@@ -67,7 +67,7 @@ class WebhookSender:
                 logger.warning(
                     "webhook %s: %s answered %s; redirects are not followed, giving up",
                     request_id,
-                    url,
+                    _without_query(url),
                     status_code,
                 )
                 return DeliveryOutcome.REDIRECTED
@@ -93,9 +93,24 @@ class WebhookSender:
                 url, content=body, headers=headers, timeout=timeout_s, follow_redirects=False
             )
         except httpx.HTTPError as exc:
-            logger.info("webhook %s attempt %d to %s failed: %r", request_id, attempt, url, exc)
+            logger.info(
+                "webhook %s attempt %d to %s failed: %r",
+                request_id,
+                attempt,
+                _without_query(url),
+                exc,
+            )
             return None
         logger.info(
-            "webhook %s attempt %d to %s: HTTP %d", request_id, attempt, url, response.status_code
+            "webhook %s attempt %d to %s: HTTP %d",
+            request_id,
+            attempt,
+            _without_query(url),
+            response.status_code,
         )
         return response.status_code
+
+
+def _without_query(url: str) -> str:
+    # A webhook URL's query is its owner's secret (a per-request token): keep it out of logs.
+    return url.split("?", 1)[0]
