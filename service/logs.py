@@ -34,6 +34,7 @@ def mask_tokens(text: str) -> str:
 
 
 def _mask_access_line(logger: Any, method: str, event: EventDict) -> EventDict:
+    event.pop("color_message", None)  # uvicorn's ANSI-coloured copy of the message
     record = event.get("_record")
     if isinstance(record, logging.LogRecord) and record.name == "uvicorn.access":
         event["event"] = mask_tokens(str(event.get("event", "")))
