@@ -34,6 +34,7 @@ def run_api() -> None:
 
     settings = load_settings()
     _configure_logging(settings)
+    _fresh_metrics_directory()
     # Several processes need an import string for uvicorn to start the app in each; with one,
     # the app is built here so a configuration error shows before the port is bound.
     app: object = "service.app:app_from_environment"
@@ -56,6 +57,22 @@ def run_api() -> None:
         server_header=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
     )
+
+
+def _fresh_metrics_directory() -> None:
+    """Empty PROMETHEUS_MULTIPROC_DIR before any metric exists (prometheus_client's rule).
+
+    Only this container's processes write there, so files left by a previous run (a
+    restarted container keeps its emptyDir) are stale by definition.
+    """
+    import shutil
+    from pathlib import Path
+
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    shutil.rmtree(directory, ignore_errors=True)
+    Path(directory).mkdir(parents=True, exist_ok=True)
 
 
 def run_worker() -> None:
@@ -89,11 +106,46 @@ def run_dev() -> None:
     raise SystemExit(run_dev_stack())
 
 
+def run_probe() -> None:
+    """Exit 0 if this container's process answers on its port (the image's HEALTHCHECK).
+
+    The role is the command PID 1 runs (`vidhook api|worker|simulator`), so one HEALTHCHECK
+    fits all three: the API's /healthz, the worker's metrics port, the simulator's JWKS.
+    """
+    import urllib.request
+
+    role = sys.argv[2] if len(sys.argv) > 2 else _container_role()
+    port = {
+        "api": os.environ.get("PORT", "8000"),
+        "worker": os.environ.get("WORKER_METRICS_PORT", ""),
+        "simulator": os.environ.get("SIMULATOR_PORT", "8100"),
+    }.get(role, "")
+    path = {"api": "/healthz", "worker": "/metrics", "simulator": "/.well-known/jwks.json"}
+    if not port:
+        raise SystemExit(0 if role == "worker" else 1)  # a worker without a metrics port
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path[role]}", timeout=2):  # noqa: S310
+            pass
+    except OSError as exc:
+        print(f"vidhook probe: {role} on :{port} does not answer: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _container_role() -> str:
+    try:
+        with open("/proc/1/cmdline", "rb") as cmdline:
+            words = cmdline.read().decode(errors="replace").split("\0")
+    except OSError:
+        return "api"
+    return next((word for word in words if word in ("api", "worker", "simulator")), "api")
+
+
 PROCESSES = {
     "api": (run_api, "the HTTP API (intake, job reads, fal webhook receiver, /metrics)"),
     "worker": (run_worker, "the ARQ worker (dispatch to fal, client callbacks, reconcile)"),
     "simulator": (run_simulator, "a local stand-in for fal's queue API that renders real MP4s"),
     "dev": (run_dev, "everything above plus a private Redis, in one foreground process group"),
+    "probe": (run_probe, "health check of this container's process (its image's HEALTHCHECK)"),
 }
 
 
@@ -128,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    if (argv if argv is not None else sys.argv[1:])[:1] == ["probe"]:
+        run_probe()  # before argparse: `vidhook probe [ROLE]` must stay cheap and tolerant
+        return
     args = build_parser().parse_args(argv)
     if args.command in PROCESSES:
         PROCESSES[args.command][0]()

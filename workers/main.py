@@ -42,5 +42,9 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         max_jobs=settings.worker_max_jobs,
         poll_delay=settings.worker_poll_delay_s,
         handle_signals=handle_signals,
+        # On SIGTERM: stop taking tasks, let running ones finish for up to the grace period
+        # (Kubernetes' terminationGracePeriodSeconds is set above it), then cancel the rest,
+        # which ARQ re-queues.
+        job_completion_wait=int(settings.shutdown_grace_s),
         log_results=False,
     )
