@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: run test check lint types fuzz bench clean
+.PHONY: run test check lint types fuzz bench scaleout clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "vidhook needs Python 3.11+; set PYTHON=python3.11")'
@@ -43,6 +43,10 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 bench: $(BENCH_STAMP)
 	@command -v wrk >/dev/null || echo "bench: wrk is not installed (sudo apt-get install wrk); falling back to bench/loadgen.py" >&2
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# N API processes x M workers on one Redis, N, M in {1, 2} (~2 min; docs/capacity.md).
+scaleout: $(STAMP)
+	$(BIN)/python -m bench.scaleout $(SCALEOUT_ARGS)
 
 clean:
 	rm -rf $(VENV) .vidhook .pytest_cache .mypy_cache .ruff_cache tests/js/node_modules

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,3 +44,16 @@ def test_answers_carry_security_headers(system: ServerThread) -> None:
         assert headers["x-content-type-options"] == "nosniff"
         assert headers["x-frame-options"] == "DENY"
         assert "frame-ancestors 'none'" in headers["content-security-policy"]
+
+
+def _probe(*args: str, **env: str) -> int:
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", "probe", *args],
+        env={**os.environ, **env}, capture_output=True, timeout=20,
+    ).returncode  # fmt: skip
+
+
+def test_the_image_probe_checks_the_role_it_is_given(system: ServerThread) -> None:
+    assert _probe("api", PORT=str(system.port)) == 0
+    assert _probe("api", PORT=str(free_port())) == 1
+    assert _probe("worker", WORKER_METRICS_PORT="") == 0  # no metrics port: nothing to ask

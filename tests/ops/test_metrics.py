@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -11,10 +13,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from service.apikeys import ApiKeyStore
+from service.dev.localredis import free_port
 from service.keys import RedisKeys
 from service.settings import Settings
 from tests.conftest import CallbackReceiver, bearer, i2v_body, is_terminal, wait_for
 from tests.support.servers import ServerThread
+from tests.support.workerthread import WorkerThread
 
 ENDPOINT = "fal-ai/veo3.1/fast/image-to-video"
 
@@ -110,3 +114,24 @@ def test_series_follow_prometheus_naming(system: ServerThread) -> None:
             assert all(s.name.endswith(("_total", "_created")) for s in family.samples), family.name
         if family.type == "histogram":
             assert family.name.endswith("_seconds"), family.name
+
+
+def test_a_worker_serves_its_own_metrics_on_worker_metrics_port(settings: Settings) -> None:
+    port = free_port()
+    values: dict[str, Any] = dict(settings)
+    values.update(worker_metrics_port=port, arq_queue_name="wmetrics:queue")
+    worker = WorkerThread(Settings(**values)).start()
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "no metrics port"
+                time.sleep(0.05)
+    finally:
+        worker.stop()
+    assert "vidhook_fal_submits_total" in text and "vidhook_callback_attempts_total" in text
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1)
