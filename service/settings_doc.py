@@ -52,6 +52,8 @@ NOTES: dict[str, str] = {
     "before submitting again (a second submit may be billed)",
     "reconcile_after_s": "a submitted job with no webhook by then is asked about at fal "
     "directly (status, then result)",
+    "event_stream_maxlen": "about how many of the newest job state changes the `{prefix}events` "
+    "stream keeps (each job's own history lives as long as the job)",
     "worker_max_jobs": "tasks one worker process runs concurrently",
     "worker_poll_delay_s": "how often an idle worker polls for tasks: bounds the intake → fal "
     "submit delay",

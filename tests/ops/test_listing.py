@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import ADMIN_KEY, TENANT_B_KEY, bearer, i2v_body
+from tests.conftest import ADMIN_KEY, TENANT_B_KEY, bearer, i2v_body, is_terminal, wait_for
 from tests.support.servers import ServerThread
 
 
@@ -40,13 +40,16 @@ def test_pages_list_every_job_once_newest_first_and_only_the_callers(
 
 def test_filters_by_status_and_endpoint(client: httpx.Client) -> None:
     since_ms = int(time.time() * 1000) - 1
-    client.post("/v1/jobs", json=i2v_body("filter"))
-    queued_or_later = _all_pages(
-        client, created_after=since_ms, endpoint="fal-ai/veo3.1/fast/image-to-video"
-    )
-    assert len(queued_or_later) == 1
-    status = queued_or_later[0]["status"]
-    assert len(_all_pages(client, created_after=since_ms, status=status)) == 1
+    job_id = client.post("/v1/jobs", json=i2v_body("filter")).json()["id"]
+    wait_for(client, job_id, is_terminal)  # a status that no longer changes
+    endpoint = "fal-ai/veo3.1/fast/image-to-video"
+    assert [j["id"] for j in _all_pages(client, created_after=since_ms, endpoint=endpoint)] == [
+        job_id
+    ]
+    assert [j["id"] for j in _all_pages(client, created_after=since_ms, status="completed")] == [
+        job_id
+    ]
+    assert _all_pages(client, created_after=since_ms, status="queued") == []
     assert _all_pages(client, created_after=since_ms, endpoint="fal-ai/veo2/image-to-video") == []
 
 

@@ -20,11 +20,18 @@ from tests.support.servers import ServerThread
 
 
 def vidhook(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    # The service's own environment, as on an API pod (`jobs cancel` needs all of it).
     env = {
         **os.environ,
         "REDIS_URL": settings.redis_url,
         "REDIS_KEY_PREFIX": settings.redis_key_prefix,
         "ARQ_QUEUE_NAME": settings.arq_queue_name,
+        "FAL_KEY": settings.fal_key.get_secret_value(),
+        "FAL_QUEUE_BASE_URL": str(settings.fal_queue_base_url),
+        "FAL_JWKS_URL": str(settings.fal_jwks_url),
+        "PUBLIC_BASE_URL": str(settings.public_base_url),
+        "API_KEYS": settings.api_keys,
+        "CALLBACK_SIGNING_SECRET": settings.callback_signing_secret.get_secret_value(),
     }
     return subprocess.run(
         [sys.executable, "-m", "service.cli", *args],
