@@ -109,6 +109,11 @@ class Settings(BaseSettings):
         default="json", description="`json` (one object per line) or `console` (for people)"
     )
     access_log: bool = Field(default=False, description="Log every HTTP request (uvicorn)")
+    example_media_base_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="Where `GET /v1/endpoints` examples take their sample files from "
+        "(`sample.jpg`, `.png`, `.mp4`); unset: fal's public example files",
+    )
 
     @field_validator("api_keys")
     @classmethod

@@ -67,6 +67,7 @@ DEV_DEFAULTS: dict[str, str] = {
     "api_keys": "a generated key",
     "callback_signing_secret": "generated",
     "callback_allow_private_targets": "`true`",
+    "example_media_base_url": "the simulator's `/samples`",
 }
 
 SIMULATOR_NOTES: dict[str, str] = {

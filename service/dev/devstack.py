@@ -52,6 +52,8 @@ def _dev_environment(state_dir: Path) -> tuple[dict[str, str], list[str], bool]:
         env["FAL_QUEUE_BASE_URL"] = sim_url
         env["FAL_JWKS_URL"] = f"{sim_url}/.well-known/jwks.json"
         env.setdefault("SIMULATOR_DATA_DIR", str(state_dir / "simulator"))
+        # /v1/endpoints' examples then name files this machine serves, not fal's internet ones.
+        env.setdefault("EXAMPLE_MEDIA_BASE_URL", f"{sim_url}/samples")
         notes.append(f"fal:        local simulator at {sim_url} (set FAL_KEY to use real fal)")
     else:
         notes.append(f"fal:        {env.get('FAL_QUEUE_BASE_URL', 'https://queue.fal.run')}")

@@ -50,6 +50,8 @@ from service.dev.simulator.signing import WebhookSigner
 from service.dev.simulator.webhooks import WebhookSender
 
 _FILE_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+\.mp4$")
+_SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+_SAMPLES = {"sample.jpg": "image/jpeg", "sample.png": "image/png", "sample.mp4": "video/mp4"}
 _TRUE_FLAGS = frozenset({"1", "true", "True"})
 # Default for outgoing calls; fetches and webhook attempts set their own per call.
 _CLIENT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -151,6 +153,14 @@ class _QueueApi:
         if not _FILE_NAME_RE.match(name) or not await asyncio.to_thread(path.is_file):
             return JSONResponse({"detail": "Not Found"}, 404)
         return FileResponse(path, media_type="video/mp4")
+
+    async def sample(self, request: Request) -> Response:
+        """Bundled sample media, so the API's examples work on a machine with no internet."""
+        name = request.path_params["name"]
+        media_type = _SAMPLES.get(name)
+        if media_type is None:
+            return JSONResponse({"detail": "Not Found"}, 404)
+        return FileResponse(_SAMPLES_DIR / name, media_type=media_type)
 
     def _lookup(self, request: Request) -> QueuedRequest | Response:
         """Authenticate, then find the request under the app (or endpoint) in the path."""
@@ -263,6 +273,7 @@ def create_app(config: SimulatorConfig) -> Starlette:
     routes = [
         Route("/.well-known/jwks.json", api.jwks, methods=["GET"]),
         Route("/files/{name}", api.file, methods=["GET", "HEAD"]),
+        Route("/samples/{name}", api.sample, methods=["GET", "HEAD"]),
         Route("/v1/models/requests/by-endpoint", api.list_requests, methods=["GET"]),
         Route("/{endpoint:path}/requests/{request_id}/status", api.status, methods=["GET"]),
         Route("/{endpoint:path}/requests/{request_id}/cancel", api.cancel, methods=["PUT"]),
