@@ -34,7 +34,6 @@ def run_api() -> None:
 
     settings = load_settings()
     _configure_logging(settings)
-    _fresh_metrics_directory()
     # Several processes need an import string for uvicorn to start the app in each; with one,
     # the app is built here so a configuration error shows before the port is bound.
     app: object = "service.app:app_from_environment"
@@ -183,6 +182,10 @@ def main(argv: list[str] | None = None) -> None:
     if (argv if argv is not None else sys.argv[1:])[:1] == ["probe"]:
         run_probe()  # before argparse: `vidhook probe [ROLE]` must stay cheap and tolerant
         return
+    words = argv if argv is not None else sys.argv[1:]
+    if words[:1] == ["api"]:
+        # Before the parser: building it imports modules that create metrics.
+        _fresh_metrics_directory()
     args = build_parser().parse_args(argv)
     if args.command in PROCESSES:
         PROCESSES[args.command][0]()

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -103,3 +104,68 @@ def test_vidhook_api_help_lists_the_settings() -> None:
     )
     assert run.returncode == 0
     assert "REDIS_URL (required)" in run.stdout and "CALLBACK_MAX_TRIES" in run.stdout
+
+
+def test_several_api_processes_answer_metrics_summed_over_all_of_them(
+    settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "REDIS_URL": settings.redis_url,
+        "REDIS_KEY_PREFIX": "multiproc:",
+        "ARQ_QUEUE_NAME": "multiproc:queue",
+        "FAL_KEY": "test-fal-key",
+        "FAL_JWKS_URL": str(settings.fal_jwks_url),
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "API_KEYS": f"{TENANT_A_KEY}:tenant-mp",
+        "CALLBACK_SIGNING_SECRET": settings.callback_signing_secret.get_secret_value(),
+        "PORT": str(port),
+        "API_PROCESSES": "2",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        "LOG_LEVEL": "warning",
+    }
+    api = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "api"], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    body = {
+        "endpoint": "fal-ai/veo3.1/fast/image-to-video",
+        "input": {"prompt": "two processes", "image_url": "https://images.example/a.jpg"},
+    }
+    try:
+        deadline = time.monotonic() + 60
+        pids: set[str] = set()
+        while len(pids) < 2:  # both uvicorn children have made their metric files
+            assert time.monotonic() < deadline and api.poll() is None, "api did not start"
+            time.sleep(0.2)
+            files = (tmp_path / "metrics").glob("counter_*.db")
+            pids = {f.stem.split("_")[1] for f in files} - {str(api.pid)}
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TENANT_A_KEY}"}) as c:
+            while True:
+                try:
+                    if c.get("/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "api not ready"
+                time.sleep(0.2)
+            # New connections each time, so both processes take some of the work.
+            for _ in range(10):
+                assert (
+                    httpx.post(f"{base}/v1/jobs", json=body, headers=c.headers).status_code == 202
+                )
+            scrapes = {
+                line
+                for _ in range(6)
+                for line in httpx.get(f"{base}/metrics").text.splitlines()
+                if line.startswith("vidhook_jobs_accepted_total{")
+            }
+    finally:
+        api.terminate()
+        api.wait(timeout=30)
+    assert scrapes == {
+        'vidhook_jobs_accepted_total{endpoint="fal-ai/veo3.1/fast/image-to-video",'
+        'tenant="tenant-mp"} 10.0'
+    }
