@@ -71,6 +71,7 @@ def create_app(settings: Settings) -> Starlette:
                 RedisKeys(settings.redis_key_prefix, settings.arq_queue_name),
                 job_retention_s=settings.job_retention_s,
                 event_stream_maxlen=settings.event_stream_maxlen,
+                job_deadline_s=settings.job_deadline_s,
             ),
             verifier=FalWebhookVerifier(jwks, tolerance_s=settings.fal_webhook_tolerance_s),
             prices=settings.price_table(),

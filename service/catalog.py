@@ -40,6 +40,19 @@ FAMILY_VEO31 = "veo3.1"
 FAMILY_VEO31_FAST = "veo3.1-fast"
 FAMILY_VEO2 = "veo2"
 
+# How long a request may take from submit until fal has finished it, per model family: the
+# grace vidhook waits after an unclear submit before concluding fal never created the request
+# (fal's request listing shows finished requests only, so a shorter grace would resubmit jobs
+# that are merely still rendering). fal publishes no completion times; these are [I]
+# estimates with wide margins over the 1-3 min (Veo 3.1), ~1 min (Fast) and 2-4 min (Veo 2)
+# renders seen on fal's model pages and playground, plus queueing behind an account's
+# concurrency limit (2 for new accounts, fal-protocol §0.8) and fal's own retries (§2.5).
+COMPLETION_S_BY_FAMILY: Mapping[str, float] = MappingProxyType(
+    {FAMILY_VEO31: 20 * 60.0, FAMILY_VEO31_FAST: 12 * 60.0, FAMILY_VEO2: 20 * 60.0}
+)
+# For pass-through endpoints vidhook knows nothing about.
+DEFAULT_COMPLETION_S = 30 * 60.0
+
 # "Input images up to 8MB in size" on every image endpoint [001][004]; read as MiB, the
 # larger reading, so that no file fal accepts is refused here.
 IMAGE_MAX_BYTES = 8 * 1024 * 1024
@@ -149,6 +162,11 @@ class EndpointSpec:
         """`owner/app`, the prefix fal uses for status, result and cancel URLs."""
         owner, app, *_ = self.endpoint_id.split("/")
         return f"{owner}/{app}"
+
+    @property
+    def completion_s(self) -> float:
+        """The longest vidhook expects a request on this endpoint to take until it is finished."""
+        return COMPLETION_S_BY_FAMILY.get(self.family, DEFAULT_COMPLETION_S)
 
     def default_of(self, name: str) -> JsonScalar | None:
         """fal's documented default for `name`, None when absent or undocumented."""
@@ -530,6 +548,12 @@ SUPPORTED_ENDPOINTS: tuple[str, ...] = tuple(ENDPOINTS)
 def get_endpoint(endpoint_id: str) -> EndpointSpec | None:
     """The catalog entry for `endpoint_id`, or None for an endpoint vidhook does not know."""
     return ENDPOINTS.get(endpoint_id)
+
+
+def completion_s(endpoint_id: str) -> float:
+    """The longest a request on `endpoint_id` is expected to take (pass-through: a default)."""
+    spec = ENDPOINTS.get(endpoint_id)
+    return spec.completion_s if spec is not None else DEFAULT_COMPLETION_S
 
 
 # --- JSON Schema ----------------------------------------------------------------------------

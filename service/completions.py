@@ -13,10 +13,14 @@ from typing import Any
 
 from service import metrics
 from service.fal import normalise_detail
-from service.jobs import JobStatus, fetch_result_task_id, notify_task_id
+from service.jobs import VIDHOOK_ORIGIN, JobStatus, fetch_result_task_id, notify_task_id
 from service.store import JobStore, Moved, Task, now_ms
 
 logger = logging.getLogger("vidhook.jobs")
+
+# Failures vidhook decides itself, without word from fal that the request failed: fal's
+# result may still come, and then wins (jobs.REVISIONS).
+VIDHOOK_FAILURES = frozenset({"dispatch_failed", "deadline_exceeded", "fal_request_unknown"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,10 +127,13 @@ async def finish_job(store: JobStore, job_id: str, outcome: FalOutcome, *, sourc
             # Already running, so not a state change; the result must still be fetched.
             await store.update_fields(job_id, request_fields, follow_ups=[fetch])
         return moved
+    fields: dict[str, str | int]
     if outcome.cancelled:
         status, fields = JobStatus.CANCELLED, {"error": json.dumps(outcome.error)}
     elif outcome.error is not None:
         status, fields = JobStatus.FAILED, {"error": json.dumps(outcome.error)}
+        if outcome.error.get("type") in VIDHOOK_FAILURES:
+            fields["failure_origin"] = VIDHOOK_ORIGIN
     else:
         status, fields = JobStatus.COMPLETED, {"result": json.dumps(outcome.result)}
     moved = await store.transition(
@@ -153,4 +160,41 @@ async def finish_job(store: JobStore, job_id: str, outcome: FalOutcome, *, sourc
             extra={"job_id": job_id, "fal_request_id": outcome.request_id, "tenant": tenant,
                    "status": status.value, "source": source},
         )  # fmt: skip
+    if not moved.applied and status is JobStatus.COMPLETED and moved.previous is JobStatus.FAILED:
+        return await _revise_own_failure(store, job_id, {**request_fields, **fields}, source)
     return moved
+
+
+async def _revise_own_failure(
+    store: JobStore, job_id: str, fields: dict[str, str | int], source: str
+) -> Moved:
+    """fal finished a request of a job vidhook had failed itself: fal's result wins.
+
+    The job keeps its old error (shown as `superseded`), and the client gets a second
+    callback, job.completed, under its own stable message id.
+    """
+    revised = await store.revise_own_failure(
+        job_id,
+        JobStatus.COMPLETED,
+        reason=f"{source}_after_own_failure",
+        fields={
+            **fields,
+            "completed_at_ms": now_ms(),
+            "callback_status": "",
+            "callback_attempts": 0,
+            "callback_last_error": "",
+        },
+        follow_ups=[
+            Task(
+                f"{notify_task_id(job_id)}:revised",
+                "notify_job",
+                (job_id,),
+                only_if_set="callback_url",
+            )
+        ],
+    )
+    if revised.applied:
+        await store.record_event(
+            job_id, {"event": "own_failure_revised", "source": source, "status": "completed"}
+        )
+    return revised

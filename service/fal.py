@@ -4,9 +4,10 @@ Error tree (everything an upstream call can raise):
 
     FalError
      ├── FalRejected      fal refused the request itself (400/404/422): never retry
-     ├── FalUnavailable   nothing was accepted (429, 5xx, auth, connect failure): retry later
-     └── FalAmbiguous     the request may have reached fal (timeout, dropped connection):
-                          wait for its webhook before sending it again
+     ├── FalUnavailable   nothing was accepted (429, 503, auth, connect failure): retry later
+     └── FalAmbiguous     the submit may have created a request (timeout or dropped connection
+                          after sending, a 500/502/504 from fal's edge): look for it in fal's
+                          request listing and wait for its webhook before sending it again
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ class FalUnavailable(FalError):
 
 class FalAmbiguous(FalError):
     """The request may or may not have been accepted: resending might pay twice."""
+
+
+# Submit answers that say no request was created: rate limiting (429, also the documented
+# answer to fal_max_queue_length), "unavailable" (503: fal's retry layer and ingress answer it
+# before queueing) and auth. Other 5xx may come after the request was stored.
+DEFINITE_SUBMIT_REFUSALS = frozenset({401, 403, 429, 503})
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +141,13 @@ class FalQueueClient:
             raise FalAmbiguous(f"fal submit interrupted: {type(exc).__name__}") from exc
         if response.is_success:
             return _receipt(response)
+        if response.status_code not in DEFINITE_SUBMIT_REFUSALS and response.status_code >= 500:
+            # A gateway error can come after the queue has stored the request (a 504 from the
+            # edge while the queue answered slowly): not proof that nothing was created.
+            raise FalAmbiguous(
+                f"fal submit answered {response.status_code} after the request was sent",
+                status_code=response.status_code,
+            )
         raise _classify(response, "submit")
 
     async def status(self, status_url: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,6 +58,29 @@ TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = MappingProxyType(
 )
 
 
+# The one exception to "a terminal state never changes": a failure vidhook itself decided
+# (gave up submitting, deadline passed, fal repeatedly said it did not know the request) is a
+# guess about a request fal may still finish, and a result the account has paid for must not
+# be thrown away. So failed -> completed is allowed when, and only when, the job records the
+# failure as vidhook's own (`failure_origin` = VIDHOOK_ORIGIN, a guarded step); a failure fal
+# reported stays final. The client is told twice (job.failed, then job.completed) and both
+# outcomes stay in the job's notes. See the README's reliability section for the trade-off.
+VIDHOOK_ORIGIN = "vidhook"
+REVISIONS: Mapping[JobStatus, frozenset[JobStatus]] = MappingProxyType(
+    {JobStatus.COMPLETED: frozenset({JobStatus.FAILED})}
+)
+
+
+def input_sha256(fal_input: Any) -> str:
+    """The SHA-256 (hex) of an input's canonical JSON: sorted keys, no spaces, UTF-8.
+
+    fal's request listing returns each request's `json_input`; hashing both sides the same way
+    matches them whatever key order or spacing either used.
+    """
+    canonical = json.dumps(fal_input, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def can_move(from_status: JobStatus, to: JobStatus) -> bool:
     return to in TRANSITIONS[from_status]
 
@@ -86,6 +110,10 @@ def notify_task_id(job_id: str) -> str:
 
 def fetch_result_task_id(job_id: str) -> str:
     return f"fetch:{job_id}"
+
+
+def settle_task_id(job_id: str) -> str:
+    return f"settle:{job_id}"
 
 
 def reconcile_task_id(job_id: str) -> str:
@@ -138,6 +166,13 @@ class Job:
     callback_last_error: str | None
     callback_format: CallbackFormat = CallbackFormat.VIDHOOK
     cancel_requested_at_ms: int | None = None
+    # The canonical SHA-256 of the input (fal_platform.input_sha256): finds the request in
+    # fal's listing after the input itself is dropped.
+    input_sha256: str | None = None
+    # What made the last submit unclear (a timeout, a 504, a worker lost mid-POST).
+    submit_unclear_cause: str | None = None
+    failure_origin: str | None = None
+    unknown_request_streak: int = 0
 
     @classmethod
     def queued(
@@ -178,6 +213,7 @@ class Job:
             "updated_at_ms": self.updated_at_ms,
             "input": json.dumps(self.input, separators=(",", ":")),
             "submit_attempts": self.submit_attempts,
+            "input_sha256": input_sha256(self.input),
         }
         if self.callback_url:
             fields["callback_url"] = self.callback_url
@@ -233,6 +269,10 @@ class Job:
             callback_last_error=text("callback_last_error"),
             callback_format=CallbackFormat(text("callback_format") or CallbackFormat.VIDHOOK),
             cancel_requested_at_ms=number("cancel_requested_at_ms"),
+            input_sha256=text("input_sha256"),
+            submit_unclear_cause=text("submit_unclear_cause"),
+            failure_origin=text("failure_origin"),
+            unknown_request_streak=number("unknown_request_streak") or 0,
         )
 
     def to_resource(self) -> dict[str, Any]:
@@ -257,6 +297,9 @@ class Job:
             "error": self.error if self.status is JobStatus.FAILED else None,
             "links": {"self": f"/v1/jobs/{self.id}"},
         }
+        if self.status is JobStatus.COMPLETED and self.error is not None:
+            # vidhook had failed the job itself before fal's result came: say so.
+            resource["superseded"] = {"status": JobStatus.FAILED.value, "error": self.error}
         if self.callback_url is not None:
             resource["callback"] = {
                 "url": self.callback_url,
@@ -278,8 +321,16 @@ JOB_ERROR_SCHEMA: dict[str, Any] = {
         "type": {
             "type": "string",
             "description": "fal_rejected (refused at submit), fal_request_failed (failed after "
-            "submit), dispatch_failed (fal unreachable after every retry).",
-            "examples": ["fal_rejected", "fal_request_failed", "dispatch_failed"],
+            "submit), dispatch_failed (fal unreachable after every retry), deadline_exceeded "
+            "(not finished within JOB_DEADLINE_S), fal_request_unknown (fal repeatedly did not "
+            "know the request). The last three are vidhook's own: should fal's result still "
+            "come, the job becomes completed and the callback says so.",
+            "examples": [
+                "fal_rejected",
+                "fal_request_failed",
+                "dispatch_failed",
+                "deadline_exceeded",
+            ],
         },
         "message": {"type": "string"},
         "errors": {
@@ -322,6 +373,12 @@ JOB_SCHEMA: dict[str, Any] = {
             '{"video": {"url", "content_type", "file_name", "file_size"}}.',
         },
         "error": {"oneOf": [{"type": "null"}, JOB_ERROR_SCHEMA]},
+        "superseded": {
+            "type": "object",
+            "description": "On a completed job: the failure vidhook had reported before fal's "
+            "result came (the job's callback was sent for both).",
+            "properties": {"status": {"const": "failed"}, "error": JOB_ERROR_SCHEMA},
+        },
         "links": {
             "type": "object",
             "required": ["self"],

@@ -5,7 +5,7 @@ ARQ's own keys (`arq:job:…`, `arq:result:…`) keep ARQ's names: the worker re
 
 from __future__ import annotations
 
-from arq.constants import job_key_prefix, result_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 
 
 class RedisKeys:
@@ -39,6 +39,11 @@ class RedisKeys:
     def events(self) -> str:
         """The capped stream of every job's state changes (see service/events.py)."""
         return f"{self.prefix}events"
+
+    @property
+    def active(self) -> str:
+        """Sorted set of every active job's id, by its deadline (ms)."""
+        return f"{self.prefix}active"
 
     def tenant_jobs(self, tenant: str) -> str:
         """Sorted set of a tenant's job ids by creation time (ms)."""
@@ -79,3 +84,7 @@ class RedisKeys:
     @staticmethod
     def arq_result(arq_job_id: str) -> str:
         return result_key_prefix + arq_job_id
+
+    @staticmethod
+    def arq_in_progress(arq_job_id: str) -> str:
+        return in_progress_key_prefix + arq_job_id

@@ -11,6 +11,7 @@ from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_valida
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.callbacks import decode_signing_secret
+from service.catalog import completion_s
 from service.fal_webhooks import WebhookTokens
 from service.prices import PriceTable
 
@@ -32,6 +33,8 @@ class Settings(BaseSettings):
 
     fal_key: SecretStr = Field(description="fal API key, sent as `Authorization: Key <FAL_KEY>`")
     fal_queue_base_url: AnyHttpUrl = AnyHttpUrl("https://queue.fal.run")
+    # fal's Platform API: its request listing tells whether an unclear submit created a request.
+    fal_platform_base_url: AnyHttpUrl = AnyHttpUrl("https://api.fal.ai/v1")
     fal_jwks_url: AnyHttpUrl = AnyHttpUrl("https://rest.fal.ai/.well-known/jwks.json")
     fal_submit_timeout_s: float = 15.0
     fal_jwks_cache_s: float = Field(
@@ -77,7 +80,17 @@ class Settings(BaseSettings):
     dispatch_max_tries: int = 8
     retry_base_delay_s: float = 2.0
     retry_max_delay_s: float = 300.0
-    ambiguous_submit_grace_s: float = 120.0
+    # After an unclear submit (timeout, 5xx after sending, a worker lost mid-POST) vidhook
+    # looks for the request in fal's listing every SUBMIT_LOOKUP_INTERVAL_S, and resubmits only
+    # when it has not shown up within the grace: by default the endpoint's completion time
+    # from the catalog (the listing shows finished requests only); this overrides it.
+    ambiguous_submit_grace_s: float | None = Field(default=None, gt=0)
+    submit_lookup_interval_s: float = Field(default=30.0, gt=0)
+    # Every job is terminal this long after its creation at the latest (failed with
+    # deadline_exceeded); see the README's reliability section for why 6 h.
+    job_deadline_s: int = Field(default=6 * 3600, ge=60)
+    # How often a worker sweeps active jobs for overdue ones and lost tasks (divides 60).
+    deadline_sweep_interval_s: int = Field(default=60, ge=1, le=60)
     # A submitted job whose webhook has not come by then is asked about at fal directly.
     reconcile_after_s: float = 600.0
     worker_max_jobs: int = 50
@@ -153,6 +166,19 @@ class Settings(BaseSettings):
         if self.retry_base_delay_s > self.retry_max_delay_s:
             raise ValueError("RETRY_BASE_DELAY_S must not exceed RETRY_MAX_DELAY_S")
         return self
+
+    @field_validator("deadline_sweep_interval_s")
+    @classmethod
+    def _sweep_divides_a_minute(cls, value: int) -> int:
+        if 60 % value:
+            raise ValueError("must divide 60 (it is run at fixed seconds of each minute)")
+        return value
+
+    def submit_grace_s(self, endpoint: str) -> float:
+        """How long after an unclear submit to `endpoint` a resubmit may be sent."""
+        if self.ambiguous_submit_grace_s is not None:
+            return self.ambiguous_submit_grace_s
+        return completion_s(endpoint)
 
     @cached_property
     def tenants_by_api_key(self) -> dict[str, str]:

@@ -21,7 +21,7 @@ from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
 from service.events import EventLog
-from service.jobs import Job, JobStatus, sources_of
+from service.jobs import REVISIONS, VIDHOOK_ORIGIN, Job, JobStatus, sources_of
 from service.keys import RedisKeys
 
 FieldValue = str | int | float
@@ -56,6 +56,14 @@ class Task:
     args: tuple[Any, ...]
     defer_s: float = 0.0
     only_if_set: str | None = None
+    # How long its ARQ job key may outlive its run-at time. ARQ sets that key once, at enqueue
+    # (default: a day), and does not refresh it on Retry: a task that retries for longer than
+    # this silently expires. Tasks that poll for a job's whole life pass the job's deadline.
+    expires_s: float | None = None
+
+    def expiry_ms(self) -> int:
+        extra_ms = expires_extra_ms if self.expires_s is None else int(self.expires_s * 1000)
+        return max(expires_extra_ms, extra_ms) + int(self.defer_s * 1000)
 
     def payload(self, enqueue_time_ms: int) -> bytes:
         return serialize_job(self.function, self.args, {}, None, enqueue_time_ms)
@@ -103,10 +111,12 @@ class JobStore:
         *,
         job_retention_s: int,
         event_stream_maxlen: int = 100_000,
+        job_deadline_s: int = 6 * 3600,
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.job_retention_s = job_retention_s
+        self.job_deadline_s = job_deadline_s
         self.event_stream_maxlen = event_stream_maxlen
         # Index entries outlive their job's creation by the retention plus a day for the job
         # to run: a finished job's hash is kept `job_retention_s` from when it finished.
@@ -116,6 +126,7 @@ class JobStore:
         self._create = redis.register_script(_step_script("create_job.lua"))
         self._transition = redis.register_script(_step_script("transition.lua"))
         self._claim_submit = redis.register_script(_step_script("claim_submit.lua"))
+        self._ensure_task = redis.register_script(_step_script("ensure_task.lua"))
 
     async def create(
         self,
@@ -146,6 +157,7 @@ class JobStore:
             self.keys.events,
             self.keys.job_transitions(job_id),
             self.keys.all_jobs,
+            self.keys.active,
         ]
         small: list[str] = []
         large: list[str] = []
@@ -167,6 +179,10 @@ class JobStore:
             self.event_stream_maxlen,
             "created",
             created_ms - self._index_keep_ms,
+            created_ms + self.job_deadline_s * 1000,
+            # An active job outlives its deadline by the retention at most, even if every
+            # step meant to end it were lost.
+            self.job_deadline_s + self.job_retention_s,
             *large,
         ]
         code, existing_id = await self._create(keys=keys, args=args)
@@ -209,6 +225,32 @@ class JobStore:
             finished=finished,
         )
 
+    async def revise_own_failure(
+        self,
+        job_id: str,
+        to: JobStatus,
+        *,
+        reason: str,
+        fields: Mapping[str, FieldValue],
+        follow_ups: Sequence[Task] = (),
+    ) -> Moved:
+        """Replace a failure vidhook decided itself by fal's outcome (`jobs.REVISIONS`).
+
+        Applied only from a status `REVISIONS[to]` names and only while the job's
+        `failure_origin` is vidhook's: a failure fal reported is never revised. Otherwise as
+        `transition`; the job keeps its retention clock restarted.
+        """
+        return await self._step(
+            job_id,
+            allowed_from=" ".join(sorted(status.value for status in REVISIONS.get(to, ()))),
+            to=to.value,
+            reason=reason,
+            fields={**fields, "failure_origin": ""},
+            follow_ups=follow_ups,
+            guard=("failure_origin", VIDHOOK_ORIGIN),
+            finished=True,
+        )
+
     async def update_fields(
         self,
         job_id: str,
@@ -246,6 +288,7 @@ class JobStore:
             self.keys.events,
             self.keys.job_transitions(job_id),
             self.keys.queue,
+            self.keys.active,
         ]
         args: list[Any] = [
             allowed_from,
@@ -266,7 +309,7 @@ class JobStore:
             args += [
                 task.task_id,
                 task.payload(when_ms),
-                expires_extra_ms + run_at_ms - when_ms,
+                task.expiry_ms(),
                 run_at_ms,
                 task.only_if_set or "",
             ]
@@ -311,8 +354,56 @@ class JobStore:
             return SubmitClaim(claimed=False, unclear=True)
         return SubmitClaim(claimed=False, status=JobStatus(reply[1].decode()) if reply[1] else None)
 
+    async def ensure_task(self, task: Task) -> bool:
+        """Enqueue `task` unless ARQ holds it queued or running; True if it was enqueued.
+
+        For tasks that were lost (expired job key, a failure ARQ does not retry): a finished
+        task's result is dropped so that the same id can run again.
+        """
+        when_ms = now_ms()
+        enqueued = await self._ensure_task(
+            keys=[
+                self.keys.queue,
+                self.keys.arq_job(task.task_id),
+                self.keys.arq_result(task.task_id),
+                self.keys.arq_in_progress(task.task_id),
+            ],
+            args=[
+                task.task_id,
+                task.payload(when_ms),
+                task.expiry_ms(),
+                when_ms + int(task.defer_s * 1000),
+            ],
+        )
+        return bool(enqueued)
+
+    async def overdue_jobs(self, at_ms: int, *, limit: int = 200) -> list[str]:
+        """Ids of active jobs whose deadline is at or before `at_ms`, earliest first."""
+        raw = await self.redis.zrangebyscore(self.keys.active, "-inf", at_ms, start=0, num=limit)
+        return [item.decode() for item in raw]
+
+    async def active_jobs(self, *, after_deadline_ms: int, limit: int = 1000) -> list[str]:
+        """Ids of active jobs with a deadline after `after_deadline_ms` (for paging)."""
+        raw = await self.redis.zrangebyscore(
+            self.keys.active, f"({after_deadline_ms}", "+inf", start=0, num=limit
+        )
+        return [item.decode() for item in raw]
+
+    async def deadline_ms(self, job_id: str) -> int | None:
+        score = await self.redis.zscore(self.keys.active, job_id)
+        return int(score) if score is not None else None
+
+    async def forget_active(self, job_id: str) -> None:
+        """Drop a job from the active index (it ended by a step that did not say so)."""
+        await self.redis.zrem(self.keys.active, job_id)
+
     async def record_event(
-        self, job_id: str, event: Mapping[str, Any], *, counter: str | None = None
+        self,
+        job_id: str,
+        event: Mapping[str, Any],
+        *,
+        counter: str | None = None,
+        counter_by: int = 1,
     ) -> None:
         """Note something that happened to a job without changing it; optionally count it.
 
@@ -322,7 +413,7 @@ class JobStore:
             pipe.rpush(self.keys.job_events(job_id), json.dumps({"at_ms": now_ms(), **event}))
             pipe.ltrim(self.keys.job_events(job_id), -50, -1)
             if counter:
-                pipe.hincrby(self.keys.job(job_id), counter, 1)
+                pipe.hincrby(self.keys.job(job_id), counter, counter_by)
             await pipe.execute()
 
     async def events(self, job_id: str) -> list[dict[str, Any]]:

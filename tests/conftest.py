@@ -132,6 +132,9 @@ def settings(redis_server: LocalRedis, simulator: ServerThread, fal_proxy: FalPr
         fal_key=FAL_KEY,
         admin_api_keys=f"{ADMIN_KEY}:ops",
         fal_queue_base_url=fal_proxy.url,
+        # The simulator's Platform API, through the proxy like the queue.
+        fal_platform_base_url=f"{fal_proxy.url}/v1",
+        submit_lookup_interval_s=0.3,
         fal_jwks_url=f"{simulator.url}/.well-known/jwks.json",
         public_base_url=f"http://127.0.0.1:{api_port}",
         port=api_port,

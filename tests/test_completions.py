@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.completions import FalOutcome, finish_job
+from service.completions import FalOutcome, fal_error, finish_job
 from service.dev.localredis import LocalRedis
 from service.jobs import JobStatus, fetch_result_task_id
 from service.store import JobStore
@@ -51,5 +51,55 @@ def test_a_result_to_fetch_for_a_running_job_is_fetched_without_an_event(
         assert await store.event_log.read_job_events(job_id) == events_before
         assert await store.redis.exists(fetch_key), "the result is still fetched"
         assert events_before[-1].reason == "webhook_payload_error"
+
+    run_with_store(redis_server.url, scenario)
+
+
+def test_a_late_ok_for_a_job_vidhook_failed_itself_completes_it_and_tells_the_client(
+    redis_server: LocalRedis,
+) -> None:
+    async def scenario(store: JobStore) -> None:
+        job_id = await submitted(store)
+        own = fal_error("dispatch_failed", "gave up submitting to fal: timeout")
+        assert (
+            await finish_job(store, job_id, FalOutcome(None, error=own), source="dispatch")
+        ).applied
+
+        late = FalOutcome("req-1", result={"video": {"url": "https://v3.fal.media/out.mp4"}})
+        moved = await finish_job(store, job_id, late, source="webhook")
+
+        assert (moved.applied, moved.previous) == (True, JobStatus.FAILED)
+        job = await store.get(job_id)
+        assert job is not None and job.status is JobStatus.COMPLETED
+        resource = job.to_resource()
+        assert resource["result"] == late.result
+        assert resource["superseded"] == {"status": "failed", "error": own}
+        notes = [note["event"] for note in await store.events(job_id)]
+        assert notes == ["late_outcome", "own_failure_revised"], "both outcomes are recorded"
+        events = await store.event_log.read_job_events(job_id)
+        assert [(e.from_status, e.to_status) for e in events[-2:]] == [
+            (JobStatus.SUBMITTED, JobStatus.FAILED),
+            (JobStatus.FAILED, JobStatus.COMPLETED),
+        ]
+        # A callback of its own, so the client learns the job completed after all.
+        assert await store.redis.exists(store.keys.arq_job(f"notify:{job_id}:revised"))
+        # And that is final: nothing revises a completed job.
+        again = await finish_job(store, job_id, FalOutcome(None, error=own), source="dispatch")
+        assert not again.applied
+
+    run_with_store(redis_server.url, scenario)
+
+
+def test_a_failure_fal_reported_is_never_revised_by_a_later_ok(redis_server: LocalRedis) -> None:
+    async def scenario(store: JobStore) -> None:
+        job_id = await submitted(store)
+        fals = fal_error("fal_request_failed", "Invalid status code: 422")
+        await finish_job(store, job_id, FalOutcome("req-1", error=fals), source="webhook")
+
+        moved = await finish_job(store, job_id, FalOutcome("req-1", result={}), source="result")
+
+        assert (moved.applied, moved.previous) == (False, JobStatus.FAILED)
+        job = await store.get(job_id)
+        assert job is not None and job.status is JobStatus.FAILED and job.error == fals
 
     run_with_store(redis_server.url, scenario)

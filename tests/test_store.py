@@ -248,3 +248,58 @@ def test_a_finished_job_and_its_history_expire_together(redis_server: LocalRedis
             assert 0 < await store.redis.ttl(key) <= store.job_retention_s
 
     run_with_store(redis_server.url, scenario)
+
+
+def test_an_active_job_has_a_ttl_and_a_deadline_and_leaves_the_index_when_it_ends(
+    redis_server: LocalRedis,
+) -> None:
+    async def scenario(store: JobStore) -> None:
+        job_id = await new_job(store)
+        assert (
+            0
+            < await store.redis.ttl(store.keys.job(job_id))
+            <= (store.job_deadline_s + store.job_retention_s)
+        )
+        deadline = await store.deadline_ms(job_id)
+        assert deadline is not None and deadline > now_ms() + (store.job_deadline_s - 60) * 1000
+        await store.transition(job_id, JobStatus.FAILED, reason="test", finished=True)
+        assert await store.deadline_ms(job_id) is None
+
+    run_with_store(redis_server.url, scenario)
+
+
+def test_the_tenant_index_is_trimmed_past_the_retention_on_create(
+    redis_server: LocalRedis,
+) -> None:
+    async def scenario(store: JobStore) -> None:
+        index = store.keys.tenant_jobs("tenant-a")
+        expired_ms = now_ms() - (store.job_retention_s + 5) * 1000
+        await store.redis.zadd(index, {"job_long_gone": expired_ms})
+        job_id = await new_job(store)
+        members = {m.decode() for m in await store.redis.zrange(index, 0, -1)}
+        assert members == {job_id}
+
+    run_with_store(redis_server.url, scenario)
+
+
+def test_a_lost_task_is_enqueued_again_and_a_queued_one_is_left_alone(
+    redis_server: LocalRedis,
+) -> None:
+    async def scenario(store: JobStore) -> None:
+        task = Task("reconcile:job_x", "fetch_result", ("job_x",))
+        assert await store.ensure_task(task), "never enqueued: enqueue it"
+        assert not await store.ensure_task(task), "queued: leave it"
+        # ARQ ended it without a retry (a result, no job key): free the id and run it again.
+        await store.redis.delete(store.keys.arq_job(task.task_id))
+        await store.redis.set(store.keys.arq_result(task.task_id), b"failed")
+        assert await store.ensure_task(task)
+        assert not await store.redis.exists(store.keys.arq_result(task.task_id))
+
+    run_with_store(redis_server.url, scenario)
+
+
+def test_a_polling_tasks_arq_key_outlives_arqs_one_day_default() -> None:
+    week_s = 7 * 86_400.0
+    task = Task("reconcile:job_x", "fetch_result", ("job_x",), defer_s=10, expires_s=week_s)
+    assert task.expiry_ms() == int((week_s + 10) * 1000)
+    assert Task("t", "f", ()).expiry_ms() == 86_400_000

@@ -11,6 +11,7 @@ from prometheus_client import start_http_server
 
 from service.callbacks import CallbackSender
 from service.fal import FalQueueClient
+from service.fal_platform import FalPlatformClient
 from service.keys import RedisKeys
 from service.settings import Settings
 from service.store import JobStore
@@ -25,6 +26,7 @@ class WorkerContext:
     http: httpx.AsyncClient
     store: JobStore
     fal: FalQueueClient
+    platform: FalPlatformClient
     callbacks: CallbackSender
 
     def backoff_s(self, job_try: int) -> float:
@@ -66,6 +68,11 @@ async def on_startup(ctx: dict[str, Any]) -> None:
             queue_base_url=str(settings.fal_queue_base_url),
             api_key=settings.fal_key.get_secret_value(),
             submit_timeout_s=settings.fal_submit_timeout_s,
+        ),
+        platform=FalPlatformClient(
+            http,
+            platform_base_url=str(settings.fal_platform_base_url),
+            api_key=settings.fal_key.get_secret_value(),
         ),
         callbacks=CallbackSender(
             http,

@@ -17,11 +17,13 @@ from service import metrics
 from service.completions import FalOutcome, fal_error, finish_job, outcome_from_error
 from service.fal import FalError, FalRejected
 from service.jobs import Job, JobStatus
+from service.store import now_ms
 from workers.context import WorkerContext, worker_context
 
 logger = logging.getLogger("vidhook.results")
 
-# fal answering 404 for a request this many times in a row means it does not know it.
+# fal answering 404/400/422 for a request this many times in a row means it does not know it;
+# any other answer in between starts the count again (a running job survives one bad answer).
 UNKNOWN_REQUEST_TRIES = 5
 
 
@@ -29,7 +31,7 @@ def _owner_app(endpoint: str) -> str:
     return "/".join(endpoint.split("/")[:2])
 
 
-def _request_urls(w: WorkerContext, job: Job) -> tuple[str | None, str | None]:
+def request_urls(w: WorkerContext, job: Job) -> tuple[str | None, str | None]:
     """The request's status and result URLs: as fal returned them, or fal's documented form."""
     if job.fal_request_id is None:
         return job.fal_status_url, job.fal_response_url
@@ -54,26 +56,30 @@ async def fetch_result(ctx: dict[str, Any], job_id: str) -> str:
     if job is None or job.status.is_terminal:
         metrics.RECONCILER_ACTIONS.labels("idle").inc()
         return "nothing to fetch"
-    status_url, response_url = _request_urls(w, job)
+    status_url, response_url = request_urls(w, job)
     if status_url is None or response_url is None:
         return "no fal request to ask about"
     try:
         state = (await w.fal.status(status_url)).get("status")
+        if job.unknown_request_streak:
+            await w.store.update_fields(job_id, {"unknown_request_streak": 0})
         if state != "COMPLETED":
             if state == "IN_PROGRESS":
                 # Refused by the table when it is in_progress already: no event per poll.
                 await w.store.transition(job_id, JobStatus.IN_PROGRESS, reason="fal_status")
+            deadline_ms = await w.store.deadline_ms(job_id)
+            if deadline_ms is not None and now_ms() >= deadline_ms:
+                return await end_past_deadline(w, job, f"fal still says {state}")
             metrics.RECONCILER_ACTIONS.labels("polling").inc()
             raise Retry(defer=w.backoff_s(job_try))
         result = await w.fal.result(response_url)
     except FalRejected as exc:
-        if job_try < UNKNOWN_REQUEST_TRIES:
+        streak = job.unknown_request_streak + 1
+        if streak < UNKNOWN_REQUEST_TRIES:
+            await w.store.update_fields(job_id, {"unknown_request_streak": streak})
             raise Retry(defer=w.backoff_s(job_try)) from exc
         metrics.RECONCILER_ACTIONS.labels("unknown").inc()
-        logger.warning(
-            "reconcile.unknown_to_fal",
-            extra={"job_id": job_id, "fal_request_id": job.fal_request_id, "error": str(exc)},
-        )
+        logger.warning("fal does not know request %s of %s: %s", job.fal_request_id, job_id, exc)
         error = fal_error("fal_request_unknown", f"fal does not know the request: {exc}")
         await finish_job(
             w.store, job_id, FalOutcome(job.fal_request_id, error=error), source="status"
@@ -95,3 +101,19 @@ async def fetch_result(ctx: dict[str, Any], job_id: str) -> str:
             extra={"job_id": job_id, "fal_request_id": job.fal_request_id, "tenant": job.tenant},
         )
     return "fetched"
+
+
+async def end_past_deadline(w: WorkerContext, job: Job, last_word: str) -> str:
+    """Fail a job that outlived JOB_DEADLINE_S (vidhook's own failure: fal's result still wins)."""
+    message = (
+        f"not finished within JOB_DEADLINE_S ({w.settings.job_deadline_s} s) of its creation; "
+        f"{last_word}"
+    )
+    logger.warning("%s: %s", job.id, message)
+    await finish_job(
+        w.store,
+        job.id,
+        FalOutcome(job.fal_request_id, error=fal_error("deadline_exceeded", message)),
+        source="deadline",
+    )
+    return "deadline exceeded"

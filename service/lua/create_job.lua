@@ -1,14 +1,16 @@
 -- Record a new job, its first event and its dispatch task in one atomic round trip.
 -- KEYS: 1 job hash, 2 tenant index, 3 ARQ job key, 4 ARQ result key, 5 ARQ queue,
 --       6 idempotency key ('' when the client sent none), 7 events stream,
---       8 job transitions stream, 9 the index of every job (all tenants)
+--       8 job transitions stream, 9 the index of every job (all tenants),
+--       10 active jobs by deadline
 -- ARGV: 1 job id, 2 created_at_ms, 3 ARQ job payload, 4 ARQ job expiry ms,
 --       5 idempotency ttl s, 6 request fingerprint,
 --       7 the job hash's small field/value pairs as one JSON array of strings (one argument
 --         instead of dozens: packing each argument is most of the client's cost),
 --       8 tenant, 9 endpoint, 10 events stream MAXLEN (approximate), 11 reason,
 --       12 index cutoff ms: entries of both indexes created before it are dropped,
---       13.. field/value pairs with large values (an input of data URIs), passed as they are
+--       13 the job's deadline ms, 14 seconds the job hash may live at most,
+--       15.. field/value pairs with large values (an input of data URIs), passed as they are
 -- Returns {1, id} created; {0, id} same idempotency key and same request (replay);
 --         {2, id} same idempotency key, different request.
 if KEYS[6] ~= '' then
@@ -24,9 +26,12 @@ if KEYS[6] ~= '' then
   redis.call('SET', KEYS[6], ARGV[1] .. ' ' .. ARGV[6], 'EX', ARGV[5])
 end
 redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[7])))
-if #ARGV >= 14 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 13))
+if #ARGV >= 16 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 15))
 end
+-- A cap on the hash's life even if no step ever ended the job; ending it shortens it.
+redis.call('EXPIRE', KEYS[1], ARGV[14])
+redis.call('ZADD', KEYS[10], ARGV[13], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[9], ARGV[2], ARGV[1])
 -- Both indexes would otherwise grow for ever; their jobs' hashes expire after retention.

@@ -2,12 +2,14 @@
 -- event, enqueue every follow-up task, so a crash can never record one without the others.
 -- With no new status it is a bookkeeping write instead: fields (and follow-ups) only, no event.
 -- KEYS: 1 job hash, 2 job notes list, 3 events stream, 4 job transitions stream, 5 ARQ queue,
---       6.. for each follow-up task: its ARQ job key, then its ARQ result key
+--       6 active jobs by deadline,
+--       7.. for each follow-up task: its ARQ job key, then its ARQ result key
 -- ARGV: 1 statuses the move may start from, space-separated (derived from jobs.TRANSITIONS
 --         for the new status; '*' = any, for bookkeeping writes)
 --       2 new status ('' = keep the current one and only write fields)
 --       3 now ms, 4 reason, 5 events stream MAXLEN (approximate), 6 the job's changed channel
---       7 seconds to keep the job after this step ('' = no expiry change)
+--       7 seconds to keep the job after this step ('' = no expiry change; set = the job has
+--         ended, so it also leaves the active index)
 --       8 note to log when the move is refused ('' = none)
 --       9 guard field, 10 its expected value: refuse unless the field holds exactly that
 --         (a compare-and-set, so two racing claimants cannot both win; '' = no guard)
@@ -54,8 +56,9 @@ if ARGV[2] ~= '' then
   event_id = append_event(KEYS[3], KEYS[4], ARGV[6], ARGV[5], job[2] or '', job[3] or '',
     job[4] or '', current, ARGV[2], ARGV[3], ARGV[4])
 end
-enqueue_follow_ups(KEYS[1], KEYS[5], follow_ups, 12, 6)
+enqueue_follow_ups(KEYS[1], KEYS[5], follow_ups, 12, 7)
 if ARGV[7] ~= '' then
+  redis.call('ZREM', KEYS[6], job[2] or '')
   redis.call('EXPIRE', KEYS[1], ARGV[7])
   redis.call('EXPIRE', KEYS[2], ARGV[7])
   redis.call('EXPIRE', KEYS[4], ARGV[7])

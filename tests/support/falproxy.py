@@ -28,12 +28,15 @@ from starlette.routing import Route
 class Fault:
     """One scripted answer. kind: 'pass'; 'status' (answer status_code/body); 'swallow' (a fake
     acceptance, never forwarded); 'late' (forward, reply after delay_s); 'mute' (forward without
-    the fal_webhook parameter, so the request runs but fal never calls back)."""
+    the fal_webhook parameter, so the request runs but fal never calls back); 'created'
+    (forward, then answer status_code/body instead of fal's answer: a gateway error after
+    the queue stored the request). `mute` also drops the webhook of 'late' and 'created'."""
 
     kind: str
     status_code: int = 200
     body: Any = None
     delay_s: float = 0.0
+    mute: bool = False
 
 
 @dataclass
@@ -121,11 +124,12 @@ class FalProxy:
                 }
                 response = Response(json.dumps(receipt), 200, media_type="application/json")
             else:
-                params = {
-                    k: v
-                    for k, v in request.query_params.items()
-                    if not (fault.kind == "mute" and k == "fal_webhook")
-                }
+                mute = fault.kind == "mute" or fault.mute
+                params = [
+                    (k, v)
+                    for k, v in request.query_params.multi_items()
+                    if not (mute and k == "fal_webhook")
+                ]
                 upstream = await client.request(
                     request.method,
                     url,
@@ -142,6 +146,10 @@ class FalProxy:
                     upstream.status_code,
                     media_type=upstream.headers.get("content-type"),
                 )
+                if fault.kind == "created":
+                    response = Response(
+                        json.dumps(fault.body), fault.status_code, media_type="application/json"
+                    )
             if is_submit:
                 # Recorded as soon as fal has answered, before any held-back reply.
                 with self._lock:

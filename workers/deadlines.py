@@ -1,0 +1,91 @@
+"""sweep_jobs: every job ends within JOB_DEADLINE_S, even if every task meant to end it is lost.
+
+ARQ can lose a task: its job key expires (set once at enqueue, not refreshed on Retry), a
+failure that is not a Retry (max tries, a timeout before our own) ends it with the job still
+active, a Redis restarted from an older AOF forgets it. So a cron job in every worker (ARQ runs
+each tick once across workers) walks the `{prefix}active` index, which the create and
+terminal steps maintain atomically:
+
+- a job past its deadline is asked about at fal once more (a finished request is fetched as
+  usual) and otherwise failed with `error.type = deadline_exceeded`;
+- a younger job whose next task is neither queued nor running gets it enqueued again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from service.completions import FalOutcome, finish_job
+from service.fal import FalError
+from service.jobs import Job, JobStatus, dispatch_task_id, settle_task_id
+from service.store import Task, now_ms
+from workers.context import WorkerContext, worker_context
+from workers.dispatch import reconcile_task
+from workers.results import end_past_deadline, request_urls
+
+logger = logging.getLogger("vidhook.deadlines")
+
+# Jobs looked at per sweep, overdue ones (oldest first) and others for lost tasks.
+SWEEP_BATCH = 2000
+# A step that just moved a job may not have let go of its task yet: leave younger changes be.
+SETTLING_MS = 120_000
+
+
+async def sweep_jobs(ctx: dict[str, Any]) -> str:
+    """End overdue jobs and re-enqueue lost tasks; returns a summary."""
+    w = worker_context(ctx)
+    at_ms = now_ms()
+    overdue = await w.store.overdue_jobs(at_ms, limit=SWEEP_BATCH)
+    for job_id in overdue:
+        await _end_overdue(w, job_id)
+    recovered = 0
+    for job_id in await w.store.active_jobs(after_deadline_ms=at_ms, limit=SWEEP_BATCH):
+        job = await w.store.get(job_id)
+        if job is None or job.status.is_terminal:
+            await w.store.forget_active(job_id)
+            continue
+        task = _next_task(w, job)
+        settled = at_ms - job.updated_at_ms > SETTLING_MS
+        if task is not None and settled and await w.store.ensure_task(task):
+            recovered += 1
+            logger.warning("%s (%s): re-enqueued lost task %s", job_id, job.status, task.task_id)
+    return f"ended {len(overdue)} overdue, recovered {recovered} lost tasks"
+
+
+def _next_task(w: WorkerContext, job: Job) -> Task | None:
+    """The task that moves `job` on from where it is."""
+    if job.status is JobStatus.QUEUED or (
+        job.status is JobStatus.SUBMITTING and job.submit_pending_since_ms is None
+    ):
+        return Task(dispatch_task_id(job.id), "dispatch_job", (job.id,))
+    if job.status is JobStatus.SUBMITTING:
+        return Task(
+            settle_task_id(job.id), "settle_submit", (job.id,), expires_s=w.settings.job_deadline_s
+        )
+    if job.status in (JobStatus.SUBMITTED, JobStatus.IN_PROGRESS):
+        return reconcile_task(w, job.id, defer_s=0.0)
+    return None
+
+
+async def _end_overdue(w: WorkerContext, job_id: str) -> None:
+    job = await w.store.get(job_id)
+    if job is None or job.status.is_terminal:
+        await w.store.forget_active(job_id)
+        return
+    last_word = "fal never named a request for it"
+    status_url, response_url = request_urls(w, job)
+    if status_url is not None and response_url is not None:
+        # One last word from fal: a request that finished is recorded as usual.
+        try:
+            state = (await w.fal.status(status_url)).get("status")
+            if state == "COMPLETED":
+                result = await w.fal.result(response_url)
+                if result.ok:
+                    outcome = FalOutcome(job.fal_request_id, result=result.body)
+                    await finish_job(w.store, job_id, outcome, source="deadline_check")
+                    return
+            last_word = f"fal said {state}"
+        except FalError as exc:
+            last_word = f"fal could not say ({exc})"
+    await end_past_deadline(w, job, last_word)
