@@ -268,20 +268,6 @@ def test_an_active_job_has_a_ttl_and_a_deadline_and_leaves_the_index_when_it_end
     run_with_store(redis_server.url, scenario)
 
 
-def test_the_tenant_index_is_trimmed_past_the_retention_on_create(
-    redis_server: LocalRedis,
-) -> None:
-    async def scenario(store: JobStore) -> None:
-        index = store.keys.tenant_jobs("tenant-a")
-        expired_ms = now_ms() - (store.job_retention_s + 5) * 1000
-        await store.redis.zadd(index, {"job_long_gone": expired_ms})
-        job_id = await new_job(store)
-        members = {m.decode() for m in await store.redis.zrange(index, 0, -1)}
-        assert members == {job_id}
-
-    run_with_store(redis_server.url, scenario)
-
-
 def test_a_lost_task_is_enqueued_again_and_a_queued_one_is_left_alone(
     redis_server: LocalRedis,
 ) -> None:
