@@ -30,6 +30,8 @@ NOTES: dict[str, str] = {
     "arq_queue_name": "the ARQ queue's sorted set (KEDA/alerts read its length)",
     "fal_queue_base_url": "fal's queue API, or anything speaking its protocol (the simulator)",
     "fal_jwks_url": "fal's webhook signing keys (JWKS)",
+    "fal_platform_base_url": "fal's Platform API (request listing for unclear submits); the "
+    "simulator serves it at {simulator}/v1",
     "fal_submit_timeout_s": "timeout of one submit to fal; past it the submit is *unclear* "
     "(see AMBIGUOUS_SUBMIT_GRACE_S)",
     "fal_webhook_tolerance_s": "accepted clock skew of fal's webhook timestamps",
@@ -48,8 +50,13 @@ NOTES: dict[str, str] = {
     "retry_base_delay_s": "first retry delay (dispatch, callbacks, result polls), doubled per "
     "try, with jitter",
     "retry_max_delay_s": "longest retry delay",
-    "ambiguous_submit_grace_s": "after an unclear submit, wait this long for fal's webhook "
-    "before submitting again (a second submit may be billed)",
+    "ambiguous_submit_grace_s": "after an unclear submit, resubmit only if fal's request "
+    "listing shows no such request this long after it; unset: the endpoint's completion time "
+    "from the catalog (Veo 3.1 20 min, Fast 12 min, Veo 2 20 min, pass-through 30 min)",
+    "submit_lookup_interval_s": "how often an unclear submit is looked for in fal's listing",
+    "job_deadline_s": "every job is terminal this long after creation (deadline_exceeded)",
+    "deadline_sweep_interval_s": "how often a worker ends overdue jobs and re-enqueues lost "
+    "tasks (divides 60)",
     "reconcile_after_s": "a submitted job with no webhook by then is asked about at fal "
     "directly (status, then result)",
     "event_stream_maxlen": "about how many of the newest job state changes the `{prefix}events` "

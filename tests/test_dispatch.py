@@ -288,7 +288,8 @@ def test_one_unknown_request_answer_after_running_polls_does_not_fail_the_job(
                 break
             except Retry:
                 await asyncio.sleep(0.5)
-        assert outcome == "fetched"
+        # fal's webhook may have finished it first (a worker runs beside the suite).
+        assert outcome in ("fetched", "nothing to fetch")
         job = await store.get(job_id)
         assert job is not None and job.status is JobStatus.COMPLETED
 
