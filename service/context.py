@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from service.fal import FalQueueClient
 from service.fal_webhooks import FalWebhookVerifier
+from service.media import MediaStore
 from service.prices import PriceTable
 from service.settings import Settings
 from service.store import JobStore
@@ -25,6 +26,7 @@ class ApiContext:
     prices: PriceTable
     # For the calls the API itself makes to fal (cancel); submits stay with the workers.
     fal: FalQueueClient
+    media: MediaStore
     tenants_by_key_digest: dict[bytes, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

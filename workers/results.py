@@ -79,7 +79,9 @@ async def fetch_result(ctx: dict[str, Any], job_id: str) -> str:
     else:
         message = f"fal answered {result.status_code} for the result"
         outcome = outcome_from_error(job.fal_request_id, message, result.body)
-    moved = await finish_job(w.store, job_id, outcome, source="result")
+    moved = await finish_job(
+        w.store, job_id, outcome, source="result", mirror_outputs=w.settings.media_mirror
+    )
     if moved.applied and job.status is not JobStatus.IN_PROGRESS:
         logger.info("reconciled %s from fal's status: its webhook never came", job_id)
     return "fetched"

@@ -39,7 +39,9 @@ async def receive_fal_webhook(request: Request) -> Response:
     if not isinstance(payload, dict):
         raise MalformedBody("The webhook body is not a JSON object.")
     outcome = outcome_from_webhook(payload, payload.get("request_id") or delivery.request_id)
-    moved = await finish_job(ctx.store, job_id, outcome, source="webhook")
+    moved = await finish_job(
+        ctx.store, job_id, outcome, source="webhook", mirror_outputs=ctx.settings.media_mirror
+    )
     if moved.previous is None:
         raise NotFound("No such webhook.")  # a genuine token for a job past its retention
     if not moved.applied:
