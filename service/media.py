@@ -177,7 +177,10 @@ class S3MediaStore:
                 while len(buffer) >= self.part_bytes:
                     if upload_id is None:
                         upload_id = await self._start_multipart(object_key, content_type)
-                    part = bytes(buffer[: self.part_bytes])
+                    # One copy out of the buffer; deleting from a bytearray's front only
+                    # moves its start, so the buffer itself is never reallocated.
+                    with memoryview(buffer) as view:
+                        part = bytes(view[: self.part_bytes])
                     del buffer[: self.part_bytes]
                     parts.append(await self._upload_part(object_key, upload_id, parts, part))
             if upload_id is None:
