@@ -32,6 +32,7 @@ VIDEO_DURATION_SLACK_S = 0.1
 SNIFF_BYTES = 64
 UPLOAD_SPECS: tuple[FileSpec, ...] = (IMAGE_FILE, VIDEO_FILE)
 """What `POST /v1/files` accepts: anything some job field accepts, within that field's limits."""
+UPLOAD_MEDIA_TYPES = tuple(t for spec in UPLOAD_SPECS for t in spec.media_types)
 
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
 # A data URI header ("data:image/jpeg;base64,") is short; bounding the search for its comma
@@ -131,7 +132,7 @@ def upload_problem(
     sniffed = sniff(data[:SNIFF_BYTES])
     spec = next((s for s in UPLOAD_SPECS if sniffed in s.media_types), None)
     if spec is None:
-        allowed = [t for s in UPLOAD_SPECS for t in s.media_types]
+        allowed = list(UPLOAD_MEDIA_TYPES)
         what = f"are {sniffed}" if sniffed else "are not a recognisable image or video"
         return FileProblem(
             "unsupported_media_type",
@@ -139,7 +140,8 @@ def upload_problem(
             {"allowed": allowed, "detected": sniffed, "declared": declared},
         )
     assert sniffed is not None
-    if declared is None or declared in ("", "application/octet-stream"):
+    declared = normalise_media_type(declared or "")
+    if declared in ("", "application/octet-stream"):
         declared = sniffed
     problem = _declared_problem(spec, declared, subject)
     if problem is None and len(data) > spec.max_bytes:

@@ -42,6 +42,20 @@ _MULTIPART_OVERHEAD_BYTES = 64 * 1024
 UPLOAD_MAX_BODY_BYTES = max(spec.max_bytes for spec in UPLOAD_SPECS) + _MULTIPART_OVERHEAD_BYTES
 _SUBJECT = "The upload"
 
+FILE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "object", "url", "content_type", "bytes", "sha256", "expires_at"],
+    "properties": {
+        "id": {"type": "string", "examples": ["file_5d41402abc4b2a76b9719d911017c592"]},
+        "object": {"const": "file"},
+        "url": {"type": "string", "description": "Pass this as a job's file input."},
+        "content_type": {"type": "string", "description": "What the bytes are (sniffed)."},
+        "bytes": {"type": "integer"},
+        "sha256": {"type": "string"},
+        "expires_at": {"type": "string", "format": "date-time"},
+    },
+}
+
 
 async def create_file(request: Request) -> Response:
     ctx: ApiContext = request.app.state.ctx
