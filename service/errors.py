@@ -34,6 +34,7 @@ from service.domain_errors import (
     IdempotencyKeyReused,
     JobAlreadyFinished,
     JobNotFound,
+    MediaStoreUnavailable,
     RequestRejected,
     UpstreamUnavailable,
 )
@@ -190,6 +191,8 @@ def api_error_for(exc: DomainError) -> ApiError:
         return NotFound(str(exc))
     if isinstance(exc, UpstreamUnavailable):
         return BadGateway(str(exc))
+    if isinstance(exc, MediaStoreUnavailable):
+        return StorageUnavailable(str(exc))
     return ApiError(str(exc))
 
 

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     # fal's output URLs are its CDN's; private addresses only in development (the simulator).
     media_allow_private_sources: bool = False
     mirror_max_tries: int = 6
+    # Data URIs in POST /v1/jobs decoding to at least this many bytes are stored like uploads
+    # and sent to fal as URLs (0: always inline).
+    media_data_uri_min_bytes: int = Field(default=1024 * 1024, ge=0)
     mirror_timeout_s: int = 1800
 
     host: str = "127.0.0.1"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 import uuid
 from urllib.parse import parse_qs, urlsplit
@@ -9,7 +11,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from service.settings import Settings
-from tests.conftest import SAMPLE_IMAGE, i2v_body, wait_for
+from tests.conftest import SAMPLE_IMAGE, i2v_body, is_terminal, wait_for
+from tests.media.conftest import wait_until
+from tests.support.falproxy import FalProxy
 
 
 def _mirrored(job: dict[str, object]) -> bool:
@@ -68,3 +72,27 @@ def test_a_local_upload_is_a_job_input_fal_can_fetch(client: httpx.Client) -> No
     body = i2v_body(f"upload-{uuid.uuid4().hex}", image_url=url)
     job = wait_for(client, client.post("/v1/jobs", json=body).json()["id"], _mirrored)
     assert job["status"] == "completed", job
+
+
+def test_a_large_data_uri_reaches_fal_as_a_url_of_the_same_bytes(
+    client: httpx.Client, settings: Settings, fal_proxy: FalProxy
+) -> None:
+    # A real JPEG with trailing padding (decoders ignore bytes after the end marker), just
+    # over the size from which data URIs are stored.
+    image = SAMPLE_IMAGE.read_bytes()
+    image += b"\0" * (settings.media_data_uri_min_bytes - len(image) + 1)
+    case = f"big-uri-{uuid.uuid4().hex}"
+    body = i2v_body(case, image_url="data:image/jpeg;base64," + base64.b64encode(image).decode())
+    job = wait_for(client, client.post("/v1/jobs", json=body).json()["id"], is_terminal)
+    assert job["status"] == "completed", job
+
+    [submit] = fal_proxy.submits_containing(case)
+    sent_url = json.loads(submit.body)["image_url"]
+    assert sent_url.startswith(f"{client.base_url}/v1/media/uploads/file_"), sent_url[:80]
+    assert len(submit.body) < 2000, "fal got a URL, not megabytes of base64"
+    assert httpx.get(sent_url).content == image
+
+    small_case = f"small-uri-{uuid.uuid4().hex}"
+    client.post("/v1/jobs", json=i2v_body(small_case))
+    [small_submit] = wait_until(lambda: fal_proxy.submits_containing(small_case))
+    assert json.loads(small_submit.body)["image_url"].startswith("data:image/jpeg;base64,")
