@@ -128,6 +128,12 @@ class Settings(BaseSettings):
         decode_signing_secret(value.get_secret_value())
         return value
 
+    @field_validator("media_s3_prefix")
+    @classmethod
+    def _prefix_is_a_folder(cls, value: str) -> str:
+        # "vidhook" would otherwise make keys like "vidhookuploads/…".
+        return value if not value or value.endswith("/") else value + "/"
+
     @field_validator("price_overrides")
     @classmethod
     def _price_overrides_parse(cls, value: str | None) -> str | None:

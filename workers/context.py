@@ -26,7 +26,7 @@ class WorkerContext:
     store: JobStore
     fal: FalQueueClient
     callbacks: CallbackSender
-    media: MediaStore | None = None
+    media: MediaStore
     resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     def backoff_s(self, job_try: int) -> float:

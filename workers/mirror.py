@@ -109,8 +109,6 @@ async def mirror_job(ctx: dict[str, Any], job_id: str) -> str:
     if not files:
         await _record(w, job_id, {"mirror": json.dumps({"status": "skipped"})})
         return "no files"
-    if w.media is None:
-        raise RuntimeError("mirror_job needs a media store")
     try:
         assets = [await _mirror_file(w, w.media, job_id, file) for file in files]
     except MirrorFailed as exc:
@@ -201,6 +199,9 @@ async def _open_source(w: WorkerContext, url: str) -> httpx.Response:
 
     The URL comes from fal's signed webhook or its result, but a redirect could still point
     anywhere: private addresses are refused unless MEDIA_ALLOW_PRIVATE_SOURCES (development).
+    Unlike callbacks, the connection is not pinned to the checked address: the first hop is
+    a URL fal signed for, and its CDN's names are not the client-chosen hosts that DNS
+    rebinding needs.
     """
     allow_private = w.settings.media_allow_private_sources
     for _ in range(MAX_REDIRECTS + 1):
