@@ -204,7 +204,11 @@ class S3MediaStore:
     ) -> StoredObject:
         whole = hashlib.sha256()
         size = 0
-        buffer = bytearray()
+        # Chunks of the part being gathered, joined once when they reach a part's size: a part
+        # is then at most part_bytes plus one chunk (S3 only asks that parts but the last be
+        # at least 5 MiB), and no part is ever sliced out of a larger buffer.
+        pending: list[bytes] = []
+        pending_bytes = 0
         upload_id: str | None = None
         parts: list[CompletedPartTypeDef] = []
         object_key = self.object_key(key)
@@ -214,25 +218,23 @@ class S3MediaStore:
                 if size > max_bytes:
                     raise TooLarge(f"{key} is larger than {max_bytes} bytes")
                 whole.update(chunk)
-                buffer += chunk
-                while len(buffer) >= self.part_bytes:
+                pending.append(chunk)
+                pending_bytes += len(chunk)
+                if pending_bytes >= self.part_bytes:
                     if upload_id is None:
                         upload_id = await self._start_multipart(object_key, content_type)
-                    # One copy out of the buffer; deleting from a bytearray's front only
-                    # moves its start, so the buffer itself is never reallocated.
-                    with memoryview(buffer) as view:
-                        part = bytes(view[: self.part_bytes])
-                    del buffer[: self.part_bytes]
+                    part = b"".join(pending)
+                    pending.clear()
+                    pending_bytes = 0
                     parts.append(await self._upload_part(object_key, upload_id, parts, part))
+                    del part
             if upload_id is None:
                 # Small enough for one request: no multipart bookkeeping.
-                stored = await self.put(key, bytes(buffer), content_type)
-                if stored.sha256 != whole.hexdigest():
-                    raise MediaError(f"{key}: the bytes changed while being stored")
-                return stored
-            if buffer:
-                parts.append(await self._upload_part(object_key, upload_id, parts, bytes(buffer)))
-                buffer.clear()
+                return await self.put(key, b"".join(pending), content_type)
+            if pending:
+                last = b"".join(pending)
+                pending.clear()
+                parts.append(await self._upload_part(object_key, upload_id, parts, last))
             await self._call(
                 "complete multipart upload of",
                 self._client.complete_multipart_upload(
