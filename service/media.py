@@ -1,8 +1,8 @@
 """Where vidhook keeps files: an S3 bucket (any S3 API: AWS, MinIO, R2…) or a local folder.
 
 `MediaStore` is the one interface uploads and mirroring use: `put` bytes already in memory,
-`put_stream` an async stream of chunks of unknown length (never held whole: at most one
-multipart part is in memory), and `url` for a link fal and clients can fetch without
+`put_stream` an async stream of chunks of unknown length (never held whole: memory follows
+the multipart part size, not the file's), and `url` for a link fal and clients can fetch without
 credentials (pre-signed, a configured public base URL, or a tokenised vidhook URL).
 
 Every write is hashed as it goes; the S3 store also has the server verify each request's
