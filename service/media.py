@@ -264,10 +264,13 @@ class S3MediaStore:
         object_key = self.object_key(key)
         if self._public_base_url:
             return f"{self._public_base_url}/{quote(object_key)}"
-        return await self._client.generate_presigned_url(
-            "get_object",
-            Params={"Bucket": self.bucket, "Key": object_key},
-            ExpiresIn=min(expires_s, S3_MAX_PRESIGN_S),
+        return await self._call(
+            "pre-sign a URL in",
+            self._client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": object_key},
+                ExpiresIn=min(expires_s, S3_MAX_PRESIGN_S),
+            ),
         )
 
     async def read(self, key: str) -> bytes:
@@ -338,11 +341,11 @@ class LocalMediaStore:
         self, key: str, chunks: AsyncIterable[bytes], content_type: str, *, max_bytes: int
     ) -> StoredObject:
         target = self.path(key)
-        await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
         digest = hashlib.sha256()
         size = 0
         try:
+            await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
             with partial.open("wb") as out:
                 async for chunk in chunks:
                     size += len(chunk)

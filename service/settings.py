@@ -96,7 +96,9 @@ class Settings(BaseSettings):
     # Data URIs in POST /v1/jobs decoding to at least this many bytes are stored like uploads
     # and sent to fal as URLs (0: always inline).
     media_data_uri_min_bytes: int = Field(default=1024 * 1024, ge=0)
-    mirror_timeout_s: int = 1800
+    # One try's budget for all of a job's files: 2 GiB at a modest 20 MB/s is under two
+    # minutes; a stalled download must not hold a worker slot for ever.
+    mirror_timeout_s: float = Field(default=1800.0, gt=0)
 
     host: str = "127.0.0.1"
     port: int = 8000

@@ -31,12 +31,12 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
             func(
                 notify_job, max_tries=settings.callback_max_tries + 1, timeout=60, keep_result=3600
             ),
-            # A 2 GiB copy at a modest 20 MB/s takes under two minutes; the timeout leaves room
-            # for slow links without letting a stuck download hold a slot for ever.
+            # mirror_job enforces MIRROR_TIMEOUT_S itself (and then retries or gives up and
+            # notifies); ARQ's timeout is only the backstop behind it.
             func(
                 mirror_job,
                 max_tries=settings.mirror_max_tries + 1,
-                timeout=settings.mirror_timeout_s,
+                timeout=settings.mirror_timeout_s + 60,
                 keep_result=3600,
             ),
             # Polls fal for as long as a request runs: each try backs off up to

@@ -14,6 +14,7 @@ once, and notify_job sends a delivered callback never again.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -109,9 +110,27 @@ async def mirror_job(ctx: dict[str, Any], job_id: str) -> str:
     if not files:
         await _record(w, job_id, {"mirror": json.dumps({"status": "skipped"})})
         return "no files"
+    if job_try > w.settings.mirror_max_tries:
+        # ARQ's spare try (max_tries is one above ours): every try of ours ran out of time
+        # without reaching the failure path below, so give up here, and still notify.
+        last_error = (job.mirror or {}).get("error") or "timed out"
+        state = {"status": "failed", "error": last_error, "attempts": job_try - 1}
+        await _record(w, job_id, {"mirror": json.dumps(state)})
+        return "gave up"
+    timeout_s = w.settings.mirror_timeout_s
     try:
-        assets = [await _mirror_file(w, w.media, job_id, file) for file in files]
-    except MirrorFailed as exc:
+        # Our own deadline, inside ARQ's: a timeout ARQ enforces fails the task for good,
+        # with no retry and no callback.
+        async with asyncio.timeout(timeout_s):
+            assets = [await _mirror_file(w, w.media, job_id, file) for file in files]
+    except Exception as exc:
+        # Whatever broke the copy (an upstream, the store, or a bug here), the job is done at
+        # fal: retry, and in the end announce it without copies rather than never.
+        if isinstance(exc, TimeoutError):
+            exc = MirrorFailed(f"the copy took longer than {timeout_s} s")
+        elif not isinstance(exc, MirrorFailed):
+            logger.exception("unexpected error mirroring %s", job_id)
+            exc = MirrorFailed(f"{type(exc).__name__}: {exc}")
         gave_up = exc.permanent or job_try >= w.settings.mirror_max_tries
         state = {
             "status": "failed" if gave_up else "pending",

@@ -94,6 +94,8 @@ def s3_settings(settings: Settings, s3_server: str) -> Settings:
         s3_endpoint_url=s3_server,
         media_part_bytes=5 * 1024 * 1024,
         mirror_max_tries=3,
+        # Short, so the stalled-download test is quick; every other copy here takes far less.
+        mirror_timeout_s=2.0,
     )
     return Settings(**values)
 
@@ -172,8 +174,18 @@ class SourceServer:
                 big_body(size), media_type="video/mp4", headers={"content-length": str(size)}
             )
 
+        async def serve_drip(request: Request) -> Response:
+            # Alive but far too slow: a byte every half second, never a read timeout.
+            async def drip() -> AsyncIterator[bytes]:
+                for _ in range(60):
+                    yield b"\0"
+                    await asyncio.sleep(0.5)
+
+            return StreamingResponse(drip(), media_type="video/mp4")
+
         return Starlette(
             routes=[
+                Route("/drip/{name}", serve_drip, methods=["GET"]),
                 Route("/files/{name}", serve_file, methods=["GET"]),
                 Route("/big/{size:int}.mp4", serve_big, methods=["GET"]),
             ]

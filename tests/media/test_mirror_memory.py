@@ -54,7 +54,7 @@ def _peak_rss_bytes(pid: int) -> int:
 @pytest.fixture
 def worker_process(s3_settings: Settings) -> Iterator[tuple[psutil.Process, Settings]]:
     values: dict[str, Any] = dict(s3_settings)
-    values.update(redis_key_prefix="big:", arq_queue_name="big:queue")
+    values.update(redis_key_prefix="big:", arq_queue_name="big:queue", mirror_timeout_s=120.0)
     settings = Settings(**values)
     command = [str(Path(sys.executable).with_name("vidhook")), "worker"]
     child = subprocess.Popen(

@@ -121,6 +121,26 @@ def test_a_mirror_that_keeps_failing_completes_with_fals_url_and_says_so_once(
     assert json.loads(raw)["data"]["mirror"]["status"] == "failed"
 
 
+def test_a_stalled_download_is_cut_off_and_the_job_still_announced(
+    s3_client: httpx.Client,
+    s3_settings: Settings,
+    source_server: SourceServer,
+    callback_receiver: CallbackReceiver,
+) -> None:
+    url = f"{source_server.url}/drip/{uuid.uuid4().hex}.mp4"
+    job_id = run(
+        finished_by_fal(
+            s3_settings, {"video": {"url": url}}, callback_url=f"{callback_receiver.url}/d"
+        )
+    )
+    job = wait_for(
+        s3_client, job_id, lambda j: j.get("callback", {}).get("status") == "delivered", 30
+    )
+    assert job["mirror"]["status"] == "failed"
+    assert "longer than 2.0 s" in job["mirror"]["error"]
+    assert len(callback_receiver.for_job(job_id)) == 1
+
+
 def test_a_job_result_without_files_is_not_held_back(
     s3_client: httpx.Client, s3_settings: Settings
 ) -> None:
