@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 import uuid
+from typing import Any
 
 import httpx
 from standardwebhooks import Webhook
@@ -179,3 +180,45 @@ def test_a_multipart_upload_is_stored_like_a_raw_one(s3_client: httpx.Client) ->
 def test_uploads_need_an_api_key(s3_client: httpx.Client) -> None:
     answer = httpx.post(f"{s3_client.base_url}/v1/files", content=JPEG)
     assert answer.status_code == 401
+
+
+def test_running_the_mirror_again_changes_nothing_and_tells_no_one_twice(
+    s3_client: httpx.Client,
+    s3_settings: Settings,
+    source_server: SourceServer,
+    callback_receiver: CallbackReceiver,
+) -> None:
+    video = mp4(2.0)
+    url = source_server.add(f"again-{uuid.uuid4().hex}.mp4", video)
+    job_id = run(
+        finished_by_fal(
+            s3_settings, {"video": {"url": url}}, callback_url=f"{callback_receiver.url}/a"
+        )
+    )
+    first = wait_for(
+        s3_client, job_id, lambda j: j.get("callback", {}).get("status") == "delivered"
+    )
+
+    async def mirror_again() -> str:
+        # What a worker that crashed after recording, then restarted, would run.
+        from redis.asyncio import Redis
+
+        from workers.context import on_shutdown, on_startup
+        from workers.mirror import mirror_job
+
+        ctx: dict[str, Any] = {
+            "settings": s3_settings,
+            "redis": Redis.from_url(s3_settings.redis_url),
+        }
+        await on_startup(ctx)
+        try:
+            return await mirror_job({**ctx, "job_try": 2}, job_id)
+        finally:
+            await on_shutdown(ctx)
+            await ctx["redis"].aclose()
+
+    assert run(mirror_again()) == "already mirrored"
+    time.sleep(0.5)
+    again = s3_client.get(f"/v1/jobs/{job_id}").json()
+    assert again["assets"] == first["assets"] and again["mirror"] == first["mirror"]
+    assert len(callback_receiver.for_job(job_id)) == 1
