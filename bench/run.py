@@ -153,6 +153,10 @@ class Bench:
             "CALLBACK_SIGNING_SECRET": CALLBACK_SECRET,
             # The peer, which receives the callbacks, listens on loopback.
             "CALLBACK_ALLOW_PRIVATE_TARGETS": "true",
+            # The figures are the gateway's own: copying outputs costs their size over the
+            # link to fal's CDN, which no local run measures honestly (README: Media).
+            "MEDIA_MIRROR": "false",
+            "MEDIA_LOCAL_DIR": str(self.out_dir / "media"),
             "HOST": "127.0.0.1",
             "PORT": str(self.api_port),
             "LOG_LEVEL": "info",

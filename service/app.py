@@ -25,12 +25,14 @@ from service.fal import FalQueueClient
 from service.fal_webhooks import FalWebhookVerifier, JwksCache
 from service.headers import SecurityHeaders
 from service.keys import RedisKeys
+from service.media import open_media_store
 from service.routes import fal_errors
 from service.routes.docs import docs_assets, docs_page, openapi_document
 from service.routes.endpoints import list_endpoints
 from service.routes.fal_proxy import proxy as fal_proxy
 from service.routes.fal_queue import serve as fal_queue
 from service.routes.fal_webhooks import receive_fal_webhook
+from service.routes.files import create_file, get_local_media
 from service.routes.health import healthz, readyz
 from service.routes.jobs import cancel, create_job, get_job, list_jobs
 from service.routes.metrics import metrics_page
@@ -61,6 +63,8 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis = Redis.from_url(settings.redis_url, max_connections=200)
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
+        resources = contextlib.AsyncExitStack()
+        media = await resources.enter_async_context(open_media_store(settings))
         jwks = JwksCache(http, str(settings.fal_jwks_url), ttl_s=settings.fal_jwks_cache_s)
         ctx = ApiContext(
             settings=settings,
@@ -81,6 +85,7 @@ def create_app(settings: Settings) -> Starlette:
                 submit_timeout_s=settings.fal_submit_timeout_s,
             ),
             jwks=jwks,
+            media=media,
         )
         app.state.ctx = ctx
         fal_door.state.ctx = ctx
@@ -89,12 +94,15 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             await http.aclose()
             await redis.aclose()
+            await resources.aclose()
 
     routes = [
         Route("/v1/jobs", create_job, methods=["POST"]),
         Route("/v1/jobs", list_jobs, methods=["GET"]),
         Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
         Route("/v1/jobs/{job_id}/cancel", cancel, methods=["POST"]),
+        Route("/v1/files", create_file, methods=["POST"]),
+        Route("/v1/media/{key:path}", get_local_media, methods=["GET"]),
         Route("/v1/fal/webhooks/{job_id}", receive_fal_webhook, methods=["POST"]),
         Route("/v1/endpoints", list_endpoints, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

@@ -12,6 +12,7 @@ from service.apikeys import ApiKeyStore
 from service.fal import FalQueueClient
 from service.fal_webhooks import FalWebhookVerifier, JwksCache
 from service.job_index import JobIndex
+from service.media import MediaStore
 from service.prices import PriceTable
 from service.settings import Settings
 from service.store import JobStore
@@ -27,6 +28,7 @@ class ApiContext:
     prices: PriceTable
     # For the calls the API itself makes to fal (cancel); submits stay with the workers.
     fal: FalQueueClient
+    media: MediaStore
     jwks: JwksCache | None = None
     tenants_by_key_digest: dict[bytes, str] = field(default_factory=dict)
     admins_by_key_digest: dict[bytes, str] = field(default_factory=dict)

@@ -6,12 +6,13 @@ ApiError
  ├── NotFound            404  no such resource for this tenant
  ├── MalformedBody       400  not JSON, or not the JSON shape expected
  ├── BadRequest          400  a header the call needs is missing or unreadable
- ├── UnsupportedMedia    415  not application/json
+ ├── UnsupportedMedia    415  not application/json; an upload that is no accepted type
  ├── PayloadTooLarge     413  body over the configured limit
  ├── PreconditionFailed  412  a proxy target outside fal's hosts
  ├── Conflict            409  an Idempotency-Key reused for a different request
  ├── InvalidRequest      422  every validation problem at once, each with a path
- └── BadGateway          502  fal could not be reached for a call that needed it
+ ├── BadGateway          502  fal could not be reached for a call that needed it
+ └── StorageUnavailable  503  the media store refused or could not be reached
 
 The domain's refusals (`service.domain_errors`) are mapped onto this tree in one place,
 `api_error_for`, so every /v1 route answers them the same way.
@@ -33,6 +34,7 @@ from service.domain_errors import (
     IdempotencyKeyReused,
     JobAlreadyFinished,
     JobNotFound,
+    MediaStoreUnavailable,
     RequestRejected,
     UpstreamUnavailable,
 )
@@ -189,7 +191,15 @@ def api_error_for(exc: DomainError) -> ApiError:
         return NotFound(str(exc))
     if isinstance(exc, UpstreamUnavailable):
         return BadGateway(str(exc))
+    if isinstance(exc, MediaStoreUnavailable):
+        return StorageUnavailable(str(exc))
     return ApiError(str(exc))
+
+
+class StorageUnavailable(ApiError):
+    status_code = 503
+    slug = "storage-unavailable"
+    title = "The media store is unavailable"
 
 
 def problem_response(problem: dict[str, Any], headers: dict[str, str] | None = None) -> Response:

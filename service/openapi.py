@@ -12,7 +12,9 @@ from typing import Any
 
 from service.catalog import ENDPOINTS, JSON_SCHEMA_DIALECT, input_json_schema, schema_name
 from service.errors import FIELD_ERROR_SCHEMA, PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA
+from service.files import UPLOAD_MEDIA_TYPES
 from service.jobs import JOB_SCHEMA, JobStatus
+from service.routes.files import FILE_SCHEMA
 from service.validation import job_request_json_schema
 
 REF = "#/components/schemas/{name}"
@@ -32,11 +34,11 @@ def _problems(*codes: int) -> dict[str, Any]:
         401: "Missing or unknown API key.",
         404: "No such resource for this tenant.",
         409: "Idempotency-Key reused for a different request, or the job already ended.",
-        413: "The body is larger than the configured limit.",
-        415: "The body is not application/json.",
+        413: "The body (or the file in it) is larger than the limit.",
+        415: "The body is not of a media type this operation accepts.",
         422: "The request is not valid; every problem is listed.",
         502: "fal could not be reached; nothing was changed.",
-        503: "Redis is unreachable.",
+        503: "Redis or the media store is unreachable.",
     }
     return {
         str(code): {
@@ -82,6 +84,7 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                 "next_cursor": {"type": ["string", "null"]},
             },
         },
+        File=FILE_SCHEMA,
         Problem=PROBLEM_SCHEMA,
         EndpointList={
             "type": "object",
@@ -219,6 +222,72 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                         "200": {**job_response, "description": "Cancelled."},
                         "202": {**job_response, "description": "Cancel requested at fal."},
                         **_problems(401, 404, 409, 502),
+                    },
+                }
+            },
+            "/v1/files": {
+                "post": {
+                    "operationId": "createFile",
+                    "summary": "Upload an input image or video",
+                    "description": "The raw file as the body (with its Content-Type), or a "
+                    "multipart form with one file part. Checked like a data URI (sniffed type, "
+                    "size, video duration); the answer's `url` is accepted as any file input of "
+                    "a job and can be fetched by fal without credentials until `expires_at`.",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            **{
+                                media_type: {"schema": {"type": "string", "format": "binary"}}
+                                for media_type in (*UPLOAD_MEDIA_TYPES, "application/octet-stream")
+                            },
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["file"],
+                                    "properties": {"file": {"type": "string", "format": "binary"}},
+                                }
+                            },
+                        },
+                    },
+                    "responses": {
+                        "201": _json(_ref("File"), "Stored."),
+                        **_problems(400, 401, 413, 415, 422, 503),
+                    },
+                }
+            },
+            "/v1/media/{key}": {
+                "get": {
+                    "operationId": "getLocalMedia",
+                    "summary": "A file of the local media store, by its tokenised URL",
+                    "description": "Only when no bucket is configured. The URL comes from an "
+                    "upload or a job's `assets`; it needs no API key and expires.",
+                    "security": public,
+                    "parameters": [
+                        {
+                            "name": "key",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "expires",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "token",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The file.",
+                            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                        },
+                        **_problems(404),
                     },
                 }
             },

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
@@ -67,6 +68,37 @@ class Settings(BaseSettings):
     # The job event stream keeps about this many of the newest state changes, all jobs
     # together (a job makes ~5); each job's own history lives as long as the job.
     event_stream_maxlen: int = Field(default=100_000, ge=1)
+
+    # Media: uploads (POST /v1/files) and copies of fal's outputs. With MEDIA_S3_BUCKET they go
+    # to that bucket (credentials from the standard AWS environment); without, to a folder
+    # served by this API at tokenised URLs under PUBLIC_BASE_URL.
+    media_s3_bucket: str | None = None
+    media_s3_prefix: str = ""
+    s3_endpoint_url: AnyHttpUrl | None = Field(
+        default=None, description="S3 API endpoint for MinIO, R2 and others; unset: AWS"
+    )
+    media_public_base_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="Public URL of the bucket (a CDN); mirrored assets link there instead of "
+        "being pre-signed",
+    )
+    media_local_dir: Path = Path(".vidhook/media")
+    media_mirror: bool = Field(
+        default=True, description="Copy every output file of a completed job to the media store"
+    )
+    # Pre-signed (and local tokenised) URLs; SigV4 caps pre-signing at 7 days.
+    media_url_ttl_s: int = Field(default=7 * 86_400, gt=0, le=7 * 86_400)
+    media_max_bytes: int = Field(default=2 * 1024**3, gt=0)
+    media_part_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    # fal's output URLs are its CDN's; private addresses only in development (the simulator).
+    media_allow_private_sources: bool = False
+    mirror_max_tries: int = 6
+    # Data URIs in POST /v1/jobs decoding to at least this many bytes are stored like uploads
+    # and sent to fal as URLs (0: always inline).
+    media_data_uri_min_bytes: int = Field(default=1024 * 1024, ge=0)
+    # One try's budget for all of a job's files: 2 GiB at a modest 20 MB/s is under two
+    # minutes; a stalled download must not hold a worker slot for ever.
+    mirror_timeout_s: float = Field(default=1800.0, gt=0)
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -142,6 +174,12 @@ class Settings(BaseSettings):
         decode_signing_secret(value.get_secret_value())
         return value
 
+    @field_validator("media_s3_prefix")
+    @classmethod
+    def _prefix_is_a_folder(cls, value: str) -> str:
+        # "vidhook" would otherwise make keys like "vidhookuploads/…".
+        return value if not value or value.endswith("/") else value + "/"
+
     @field_validator("price_overrides")
     @classmethod
     def _price_overrides_parse(cls, value: str | None) -> str | None:
@@ -179,6 +217,14 @@ class Settings(BaseSettings):
             secret = decode_signing_secret(self.callback_signing_secret.get_secret_value())
             key = hmac.new(secret, b"vidhook fal webhook token v1", hashlib.sha256).digest()
         return WebhookTokens(key)
+
+    @cached_property
+    def media_tokens(self) -> WebhookTokens:
+        """Tokens of local media URLs: an HMAC key of their own, like the webhook tokens'."""
+        secret = decode_signing_secret(self.callback_signing_secret.get_secret_value())
+        return WebhookTokens(
+            hmac.new(secret, b"vidhook media url token v1", hashlib.sha256).digest()
+        )
 
     def fal_webhook_url(self, job_id: str) -> str:
         """The receiver URL fal calls for one job: it names the job and carries its token."""

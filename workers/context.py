@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ from prometheus_client import start_http_server
 from service.callbacks import CallbackSender
 from service.fal import FalQueueClient
 from service.keys import RedisKeys
+from service.media import MediaStore, open_media_store
 from service.settings import Settings
 from service.store import JobStore
 
@@ -26,6 +28,8 @@ class WorkerContext:
     store: JobStore
     fal: FalQueueClient
     callbacks: CallbackSender
+    media: MediaStore
+    resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     def backoff_s(self, job_try: int) -> float:
         """Exponential back-off with jitter for the `job_try`-th try (1-based)."""
@@ -52,6 +56,8 @@ async def on_startup(ctx: dict[str, Any]) -> None:
         # environment-configured proxy.
         trust_env=False,
     )
+    resources = contextlib.AsyncExitStack()
+    media = await resources.enter_async_context(open_media_store(settings))
     ctx[CONTEXT_KEY] = WorkerContext(
         settings=settings,
         http=http,
@@ -73,6 +79,8 @@ async def on_startup(ctx: dict[str, Any]) -> None:
             allow_private_targets=settings.callback_allow_private_targets,
             timeout_s=settings.callback_timeout_s,
         ),
+        media=media,
+        resources=resources,
     )
 
 
@@ -80,6 +88,7 @@ async def on_shutdown(ctx: dict[str, Any]) -> None:
     context = ctx.get(CONTEXT_KEY)
     if isinstance(context, WorkerContext):
         await context.http.aclose()
+        await context.resources.aclose()
     metrics_server = ctx.pop(METRICS_SERVER_KEY, None)
     if metrics_server is not None:
         metrics_server.shutdown()

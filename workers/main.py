@@ -10,6 +10,7 @@ from arq.worker import Worker, func
 from service.settings import Settings
 from workers.context import on_shutdown, on_startup
 from workers.dispatch import dispatch_job
+from workers.mirror import mirror_job
 from workers.notify import notify_job
 from workers.results import fetch_result
 
@@ -29,6 +30,14 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
             ),
             func(
                 notify_job, max_tries=settings.callback_max_tries + 1, timeout=60, keep_result=3600
+            ),
+            # mirror_job enforces MIRROR_TIMEOUT_S itself (and then retries or gives up and
+            # notifies); ARQ's timeout is only the backstop behind it.
+            func(
+                mirror_job,
+                max_tries=settings.mirror_max_tries + 1,
+                timeout=settings.mirror_timeout_s + 60,
+                keep_result=3600,
             ),
             # Polls fal for as long as a request runs: each try backs off up to
             # RETRY_MAX_DELAY_S, so this is days, not a failure budget.

@@ -67,6 +67,14 @@ def _dev_environment(state_dir: Path) -> tuple[dict[str, str], list[str], bool]:
         notes.append(f"callbacks:  signed with the secret in {state_dir / 'callback-secret'}")
     # Local development sends callbacks to local receivers; production must not.
     env.setdefault("CALLBACK_ALLOW_PRIVATE_TARGETS", "true")
+    if env.get("MEDIA_S3_BUCKET"):
+        notes.append(f"media:      s3://{env['MEDIA_S3_BUCKET']}/{env.get('MEDIA_S3_PREFIX', '')}")
+    else:
+        media_dir = env.setdefault("MEDIA_LOCAL_DIR", str((state_dir / "media").resolve()))
+        notes.append(f"media:      uploads and mirrored outputs in {media_dir}")
+    # The simulator's outputs live on 127.0.0.1: the mirror must be allowed to fetch them.
+    if use_simulator:
+        env.setdefault("MEDIA_ALLOW_PRIVATE_SOURCES", "true")
     return env, notes, use_simulator
 
 

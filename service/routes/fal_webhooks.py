@@ -52,7 +52,9 @@ async def receive_fal_webhook(request: Request) -> Response:
         raise MalformedBody("The webhook body is not a JSON object.")
     request_id = payload.get("request_id") or delivery.request_id
     outcome = outcome_from_webhook(payload, request_id)
-    moved = await finish_job(ctx.store, job_id, outcome, source="webhook")
+    moved = await finish_job(
+        ctx.store, job_id, outcome, source="webhook", mirror_outputs=ctx.settings.media_mirror
+    )
     if moved.previous is None:
         metrics.WEBHOOKS_REFUSED.labels("unknown_job").inc()
         raise NotFound("No such webhook.")  # a genuine token for a job past its retention
