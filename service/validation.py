@@ -18,6 +18,9 @@ Rules beyond the catalog's declarations, and why:
   padding are checked over the whole payload without decoding it, and only the first bytes
   are decoded to sniff the real format. Declared and sniffed type must both be accepted for
   the field (a PNG labelled image/jpeg passes; text labelled image/png does not).
+- Whatever will be stored, encoded or sent must round-trip (`service.plainjson`): nesting at
+  most 64 deep, integers of at most 32 digits, finite numbers, strings that are text (no lone
+  surrogates). These are checked first, over the whole body.
 - MP4/QuickTime videos for extend-video have their container duration read from the `mvhd`
   box (again decoding only box headers); longer than 8 s + 0.1 s slack is refused.
 
@@ -37,6 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from service import plainjson
 from service.catalog import (
     ENDPOINTS,
     SUPPORTED_ENDPOINTS,
@@ -177,6 +181,13 @@ def parse_job_request(body: object, *, allowed_endpoint_patterns: Sequence[str] 
         raise RequestInvalid([_type_problem((), "object", body, detail=" (the job request)")])
     if isinstance(allowed_endpoint_patterns, str):
         allowed_endpoint_patterns = (allowed_endpoint_patterns,)
+    # First what could not be stored or answered at all (too deep, lone surrogates, huge or
+    # non-finite numbers): such a body is hostile, and the checks below assume plain values.
+    unkeepable = plainjson.issues(body)
+    if unkeepable:
+        raise RequestInvalid(
+            [InputProblem(issue.path, issue.message, issue.type) for issue in unkeepable]
+        )
     problems: list[InputProblem] = []
 
     endpoint = body.get("endpoint")
