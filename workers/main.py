@@ -7,6 +7,7 @@ from typing import Any
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
+from service import tasks
 from service.settings import Settings
 from workers.context import on_shutdown, on_startup
 from workers.dispatch import dispatch_job
@@ -43,4 +44,7 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         poll_delay=settings.worker_poll_delay_s,
         handle_signals=handle_signals,
         log_results=False,
+        # JSON, as the Lua steps write them: a pickle planted in Redis is refused, not run.
+        job_serializer=tasks.serialize,
+        job_deserializer=tasks.deserialize,
     )
