@@ -28,6 +28,9 @@ class Settings(BaseSettings):
         description="Redis holding jobs and the ARQ queue, e.g. redis://host:6379/0"
     )
     redis_key_prefix: str = "vh:"
+    # The API's pool: a burst beyond it waits for a free connection, up to the timeout (then 503).
+    redis_max_connections: int = Field(default=200, ge=1)
+    redis_pool_timeout_s: float = Field(default=5.0, gt=0)
     arq_queue_name: str = "vidhook:queue"
 
     fal_key: SecretStr = Field(description="fal API key, sent as `Authorization: Key <FAL_KEY>`")

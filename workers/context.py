@@ -11,6 +11,7 @@ import httpx
 from service.callbacks import CallbackSender
 from service.fal import FalQueueClient
 from service.keys import RedisKeys
+from service.redisconn import warn_if_unauthenticated
 from service.settings import Settings
 from service.store import JobStore
 
@@ -38,6 +39,7 @@ def worker_context(ctx: dict[str, Any]) -> WorkerContext:
 
 async def on_startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
+    await warn_if_unauthenticated(ctx["redis"], settings.redis_url)
     http = httpx.AsyncClient(
         timeout=httpx.Timeout(30.0, connect=5.0),
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
