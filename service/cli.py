@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 
@@ -36,6 +37,9 @@ def run_api() -> None:
         log_level=os.environ.get("LOG_LEVEL", "info").lower(),
         access_log=os.environ.get("ACCESS_LOG", "false").lower() == "true",
         proxy_headers=False,
+        # On SIGTERM uvicorn stops accepting and lets requests in flight (webhooks included)
+        # finish for this long before it cancels them.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
     )
 
 

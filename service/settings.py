@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     fal_key: SecretStr = Field(description="fal API key, sent as `Authorization: Key <FAL_KEY>`")
     fal_queue_base_url: AnyHttpUrl = AnyHttpUrl("https://queue.fal.run")
     fal_jwks_url: AnyHttpUrl = AnyHttpUrl("https://rest.fal.ai/.well-known/jwks.json")
-    fal_submit_timeout_s: float = 15.0
+    fal_submit_timeout_s: float = Field(default=15.0, gt=0)
+    # Each status or result GET (the reconciler and payload_error fetches).
+    fal_status_timeout_s: float = Field(default=5.0, gt=0)
     fal_jwks_cache_s: float = Field(
         default=3600.0, le=86_400, description="fal: never cache > 24 h"
     )
@@ -56,7 +58,7 @@ class Settings(BaseSettings):
         "CALLBACK_SIGNING_SECRET when unset. Changing it invalidates jobs in flight.",
     )
     callback_allow_private_targets: bool = False
-    callback_timeout_s: float = 10.0
+    callback_timeout_s: float = Field(default=10.0, gt=0)
     callback_max_tries: int = 12
 
     allowed_endpoints: Annotated[str, NoDecode] = Field(
@@ -84,6 +86,10 @@ class Settings(BaseSettings):
     # A submitted job whose webhook has not come by then is asked about at fal directly.
     reconcile_after_s: float = 600.0
     worker_max_jobs: int = 50
+    # On SIGTERM, in-flight fal calls, webhooks and callbacks get this long to finish (the API
+    # stops accepting, the worker stops picking up tasks); what remains is cancelled and
+    # runs again elsewhere. Give the process manager's kill timeout a few seconds more.
+    shutdown_grace_s: float = Field(default=20.0, ge=0)
     # ARQ finds new tasks by polling: this bounds the intake -> fal submit latency (p99 ~ this
     # value), at the cost of one cheap Redis query per interval per idle worker.
     worker_poll_delay_s: float = 0.01

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,24 +16,12 @@ import pytest
 from redis.asyncio import Redis
 
 from service.app import create_app
-from service.dev.localredis import LocalRedis, free_port
+from service.dev.localredis import LocalRedis
 from service.redisconn import unauthenticated_remote, warn_if_unauthenticated
 from service.settings import Settings
 from tests.conftest import TENANT_A_KEY, bearer, i2v_body
+from tests.support.isolation import isolated
 from tests.support.servers import ServerThread
-
-
-def isolated(settings: Settings, **changes: object) -> Settings:
-    """The session's settings on a queue and key prefix no worker reads: jobs stay queued."""
-    tag = uuid.uuid4().hex[:8]
-    return settings.model_copy(
-        update={
-            "redis_key_prefix": f"iso-{tag}:",
-            "arq_queue_name": f"iso-{tag}:queue",
-            "port": free_port(),
-            **changes,
-        }
-    )
 
 
 @pytest.fixture

@@ -62,6 +62,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
             queue_base_url=str(settings.fal_queue_base_url),
             api_key=settings.fal_key.get_secret_value(),
             submit_timeout_s=settings.fal_submit_timeout_s,
+            status_timeout_s=settings.fal_status_timeout_s,
         ),
         callbacks=CallbackSender(
             http,

@@ -1,7 +1,15 @@
-"""The ARQ worker: which functions it runs, with what limits, against which Redis."""
+"""The ARQ worker: which functions it runs, with what limits, against which Redis.
+
+Timeouts come from what each step really waits for, because they also decide how soon a
+killed worker's tasks run again: ARQ marks a task in progress for the longest function
+timeout + 10 s, counted from the task's start, and nobody else may take it before that
+expires. With the defaults (submit 15 s, callback 10 s, fal status/result 5 s each) the
+longest step is dispatch's 18 s, so a SIGKILLed worker's tasks resume within 28 s.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from arq.connections import RedisSettings
@@ -14,10 +22,31 @@ from workers.dispatch import dispatch_job
 from workers.notify import notify_job
 from workers.results import fetch_result
 
+# Redis round trips before and after the upstream call, and the event loop's own latency.
+STEP_MARGIN_S = 3.0
+# ARQ's in-progress mark outlives the longest function timeout by this much.
+ARQ_IN_PROGRESS_EXTRA_S = 10.0
+
+
+def function_timeouts_s(settings: Settings) -> dict[str, float]:
+    """Each task's ARQ timeout: its upstream calls' own deadlines plus a margin."""
+    return {
+        "dispatch_job": settings.fal_submit_timeout_s + STEP_MARGIN_S,
+        "notify_job": settings.callback_timeout_s + STEP_MARGIN_S,
+        # A status GET, then (once COMPLETED) a result GET.
+        "fetch_result": 2 * settings.fal_status_timeout_s + STEP_MARGIN_S,
+    }
+
+
+def kill_recovery_s(settings: Settings) -> float:
+    """How long after it started a killed worker's task can at most wait to run again."""
+    return max(function_timeouts_s(settings).values()) + ARQ_IN_PROGRESS_EXTRA_S
+
 
 def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
     """An ARQ Worker for vidhook's tasks; each function sets its own tries and timeout."""
     ctx: dict[str, Any] = {"settings": settings}
+    timeouts = function_timeouts_s(settings)
     return Worker(
         functions=[
             # max_tries is one above our own limit: the functions end the job themselves on
@@ -25,15 +54,18 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
             func(
                 dispatch_job,
                 max_tries=settings.dispatch_max_tries + 1,
-                timeout=60,
+                timeout=timeouts["dispatch_job"],
                 keep_result=3600,
             ),
             func(
-                notify_job, max_tries=settings.callback_max_tries + 1, timeout=60, keep_result=3600
+                notify_job,
+                max_tries=settings.callback_max_tries + 1,
+                timeout=timeouts["notify_job"],
+                keep_result=3600,
             ),
             # Polls fal for as long as a request runs: each try backs off up to
             # RETRY_MAX_DELAY_S, so this is days, not a failure budget.
-            func(fetch_result, max_tries=1000, timeout=60, keep_result=3600),
+            func(fetch_result, max_tries=1000, timeout=timeouts["fetch_result"], keep_result=3600),
         ],
         queue_name=settings.arq_queue_name,
         redis_settings=RedisSettings.from_dsn(settings.redis_url),
@@ -43,6 +75,9 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         max_jobs=settings.worker_max_jobs,
         poll_delay=settings.worker_poll_delay_s,
         handle_signals=handle_signals,
+        # On SIGTERM: stop picking up tasks, let running ones finish within the grace, then
+        # cancel the rest (ARQ puts a cancelled task back on the queue at once).
+        job_completion_wait=math.ceil(settings.shutdown_grace_s),
         log_results=False,
         # JSON, as the Lua steps write them: a pickle planted in Redis is refused, not run.
         job_serializer=tasks.serialize,
