@@ -43,6 +43,10 @@ class Settings(BaseSettings):
         default=3600.0, le=86_400, description="fal: never cache > 24 h"
     )
     fal_webhook_tolerance_s: int = 300
+    fal_user_id: str | None = Field(
+        default=None,
+        description="Your fal user id: when set, webhooks fal signed for other users are refused",
+    )
 
     public_base_url: AnyHttpUrl = Field(
         description="How fal reaches this service's webhook receiver"

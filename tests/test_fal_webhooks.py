@@ -305,3 +305,16 @@ def test_a_webhook_is_a_503_with_retry_after_while_no_jwks_key_can_verify_it(
     assert answer.status_code == 503, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
     assert int(answer.headers["retry-after"]) >= 1
+
+
+def test_with_fal_user_id_set_a_webhook_signed_for_another_user_is_refused(
+    client: httpx.Client, silent_job: dict[str, Any], settings: Settings
+) -> None:
+    request_id = silent_job["fal_request_id"]
+    pinned = settings.model_copy(update={"fal_user_id": "our-fal-user", "port": free_port()})
+    with ServerThread(create_app(pinned)) as api:
+        path = silent_job["webhook_url"].removeprefix(str(settings.public_base_url).rstrip("/"))
+        body = ok_payload(request_id)
+        answer = httpx.post(api.url + path, content=body, headers=signed_headers(body, request_id))
+    assert answer.status_code == 403, answer.text
+    assert client.get(f"/v1/jobs/{silent_job['id']}").json()["status"] == "submitted"

@@ -68,7 +68,8 @@ async def _check_request(
     fal signs deliveries for every account with the same keys, so a valid signature says only
     that fal sent it, not for which job: anyone holding this job's URL could replay a
     delivery of their own request. The request named must be the one this job submitted
-    (when known yet: fal's webhook can beat its own submit answer).
+    (when known yet: fal's webhook can beat its own submit answer), and the user fal signed
+    for must be FAL_USER_ID when that is set (which also closes that early window).
     """
     body_id = payload.get("request_id")
     claimed = body_id if isinstance(body_id, str) and body_id else delivery.request_id
@@ -78,7 +79,10 @@ async def _check_request(
     if status is None:
         raise NotFound("No such webhook.")
     reason = None
-    if delivery.request_id not in signed_ids:
+    pinned_user = ctx.settings.fal_user_id
+    if pinned_user is not None and delivery.user_id != pinned_user:
+        reason = "signed for another fal user"
+    elif delivery.request_id not in signed_ids:
         reason = "the signed request id is not the body's"
     elif known is not None and claimed != known:
         reason = "signed for another fal request"
