@@ -4,7 +4,7 @@ ARQ pickles by default, and unpickling runs code: whoever can write one key to R
 run anything on every worker. Every writer and reader of task payloads uses this pair — the
 Lua steps that enqueue (via `store.Task.payload`), the worker (`job_serializer`,
 `job_deserializer`, which also covers results), and anything reading results. Task arguments
-are ids and numbers, so JSON loses nothing; tuples come back as lists, which ARQ unpacks alike.
+are ids and numbers, so JSON loses nothing (the argument list comes back as the tuple ARQ made).
 """
 
 from __future__ import annotations
@@ -30,4 +30,6 @@ def deserialize(raw: bytes) -> dict[str, Any]:
     data = json.loads(raw)
     if not isinstance(data, dict):
         raise ValueError("an ARQ payload is a JSON object")
+    if isinstance(data.get("a"), list):
+        data["a"] = tuple(data["a"])
     return data
