@@ -79,6 +79,7 @@ def create_app(settings: Settings) -> Starlette:
                 queue_base_url=str(settings.fal_queue_base_url),
                 api_key=settings.fal_key.get_secret_value(),
                 submit_timeout_s=settings.fal_submit_timeout_s,
+                status_timeout_s=settings.fal_status_timeout_s,
             ),
         )
         app.state.ctx = ctx
