@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from arq import Retry
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from starlette.applications import Starlette
@@ -33,7 +34,7 @@ from service.settings import Settings
 from service.store import JobStore, Task, now_ms
 from tests.support.isolation import environment, isolated
 from tests.support.servers import ServerThread
-from workers.main import kill_recovery_s
+from workers.main import kill_recovery_s, within_budget
 
 
 class HoldingReceiver:
@@ -230,3 +231,19 @@ def test_sigterm_lets_the_api_finish_a_webhook_in_flight(
             api.kill()
             api.wait()
         log.close()
+
+
+def test_a_task_overrunning_its_budget_is_retried_not_dropped() -> None:
+    # ARQ drops a task that reaches its timeout; the budget, one second shorter, retries it.
+    async def slow_step(ctx: dict[str, object], job_id: str) -> str:
+        await asyncio.sleep(5)
+        return "finished"
+
+    async def own_timeout(ctx: dict[str, object], job_id: str) -> str:
+        raise TimeoutError("the step's own")
+
+    with pytest.raises(Retry):
+        asyncio.run(within_budget(slow_step, 0.05)({}, "job_1"))
+    with pytest.raises(TimeoutError, match="the step's own"):
+        asyncio.run(within_budget(own_timeout, 5)({}, "job_1"))
+    assert within_budget(slow_step, 1).__qualname__ == slow_step.__qualname__

@@ -5,14 +5,22 @@ killed worker's tasks run again: ARQ marks a task in progress for the longest fu
 timeout + 10 s, counted from the task's start, and nobody else may take it before that
 expires. With the defaults (submit 15 s, callback 10 s, fal status/result 5 s each) the
 longest step is dispatch's 18 s, so a SIGKILLed worker's tasks resume within 28 s.
+
+ARQ drops a task that hits its timeout (no retry). So each task also runs under a budget one
+second shorter, and overrunning it is a Retry: every step is safe to run again (an unclear
+submit waits out its grace period), and a slow moment never loses a job.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import math
 from typing import Any
 
+from arq import Retry
 from arq.connections import RedisSettings
+from arq.typing import WorkerCoroutine
 from arq.worker import Worker, func
 
 from service import tasks
@@ -24,6 +32,9 @@ from workers.results import fetch_result
 
 # Redis round trips before and after the upstream call, and the event loop's own latency.
 STEP_MARGIN_S = 3.0
+# How much sooner than ARQ's timeout a task's own budget runs out (and it retries).
+BUDGET_HEADROOM_S = 1.0
+OVERRUN_RETRY_DELAY_S = 1.0
 # ARQ's in-progress mark outlives the longest function timeout by this much.
 ARQ_IN_PROGRESS_EXTRA_S = 10.0
 
@@ -43,22 +54,43 @@ def kill_recovery_s(settings: Settings) -> float:
     return max(function_timeouts_s(settings).values()) + ARQ_IN_PROGRESS_EXTRA_S
 
 
+def within_budget(function: WorkerCoroutine, budget_s: float) -> WorkerCoroutine:
+    """`function`, turned into a Retry when it runs longer than `budget_s`."""
+
+    @functools.wraps(function)
+    async def run(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
+        budget = asyncio.timeout(budget_s)
+        try:
+            async with budget:
+                return await function(ctx, *args, **kwargs)
+        except TimeoutError as exc:
+            if not budget.expired():
+                raise
+            raise Retry(defer=OVERRUN_RETRY_DELAY_S) from exc
+
+    return run
+
+
 def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
     """An ARQ Worker for vidhook's tasks; each function sets its own tries and timeout."""
     ctx: dict[str, Any] = {"settings": settings}
     timeouts = function_timeouts_s(settings)
+
+    def bounded(function: WorkerCoroutine) -> WorkerCoroutine:
+        return within_budget(function, timeouts[function.__qualname__] - BUDGET_HEADROOM_S)
+
     return Worker(
         functions=[
             # max_tries is one above our own limit: the functions end the job themselves on
             # their last try, so ARQ never drops a job without it being marked failed.
             func(
-                dispatch_job,
+                bounded(dispatch_job),
                 max_tries=settings.dispatch_max_tries + 1,
                 timeout=timeouts["dispatch_job"],
                 keep_result=3600,
             ),
             func(
-                notify_job,
+                bounded(notify_job),
                 max_tries=settings.callback_max_tries + 1,
                 timeout=timeouts["notify_job"],
                 keep_result=3600,
