@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
-from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -15,10 +14,12 @@ from starlette.routing import Mount, Route
 from service.context import ApiContext
 from service.domain_errors import DomainError
 from service.errors import (
+    REDIS_UNAVAILABLE_ERRORS,
     ApiError,
     handle_api_error,
     handle_domain_error,
     handle_http_exception,
+    handle_redis_unavailable,
     handle_unexpected,
 )
 from service.fal import FalQueueClient
@@ -26,6 +27,7 @@ from service.fal_webhooks import FalWebhookVerifier, JwksCache
 from service.headers import SecurityHeaders
 from service.keys import RedisKeys
 from service.media import open_media_store
+from service.redisconn import api_redis, warn_if_unauthenticated
 from service.routes import fal_errors
 from service.routes.docs import docs_assets, docs_page, openapi_document
 from service.routes.endpoints import list_endpoints
@@ -61,7 +63,8 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        redis = Redis.from_url(settings.redis_url, max_connections=200)
+        redis = api_redis(settings)
+        await warn_if_unauthenticated(redis, settings.redis_url)
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
         resources = contextlib.AsyncExitStack()
         media = await resources.enter_async_context(open_media_store(settings))
@@ -83,6 +86,7 @@ def create_app(settings: Settings) -> Starlette:
                 queue_base_url=str(settings.fal_queue_base_url),
                 api_key=settings.fal_key.get_secret_value(),
                 submit_timeout_s=settings.fal_submit_timeout_s,
+                status_timeout_s=settings.fal_status_timeout_s,
             ),
             jwks=jwks,
             media=media,
@@ -121,6 +125,7 @@ def create_app(settings: Settings) -> Starlette:
             ApiError: handle_api_error,
             DomainError: handle_domain_error,
             HTTPException: handle_http_exception,
+            **{error: handle_redis_unavailable for error in REDIS_UNAVAILABLE_ERRORS},
             Exception: handle_unexpected,
         },
     )

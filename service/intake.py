@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from service import metrics
+from service import metrics, plainjson
 from service.context import ApiContext
 from service.domain_errors import (
     IdempotencyKeyReused,
@@ -82,6 +82,13 @@ async def accept_job(
         created_at_ms=now_ms(),
         callback_format=callback_format,
     )
+    # The last check before anything is written: the job encodes as every later read will.
+    try:
+        plainjson.dumps(job.to_resource())
+    except (TypeError, ValueError) as exc:
+        raise RequestRejected(
+            [InputProblem((), f"The job cannot be encoded as JSON: {exc}", "unencodable")]
+        ) from exc
     fingerprint = ""
     if idempotency_key:
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
@@ -127,7 +134,7 @@ def _checked(ctx: ApiContext, body: Any, idempotency_key: str | None) -> JobRequ
             InputProblem(
                 IDEMPOTENCY_KEY_LOC,
                 f"must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters",
-                "too_long",
+                "too_short" if not idempotency_key else "too_long",
             )
         )
     if problems:

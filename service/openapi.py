@@ -37,13 +37,22 @@ def _problems(*codes: int) -> dict[str, Any]:
         413: "The body (or the file in it) is larger than the limit.",
         415: "The body is not of a media type this operation accepts.",
         422: "The request is not valid; every problem is listed.",
+        403: "Not a delivery fal signed for this job.",
         502: "fal could not be reached; nothing was changed.",
-        503: "Redis or the media store is unreachable.",
+        503: "A dependency (Redis or the media store; for webhooks also fal's JWKS) is "
+        "unreachable; retry after Retry-After seconds (a job create with the same Idempotency-Key).",
+    }
+    retry_after = {
+        "Retry-After": {
+            "schema": {"type": "integer", "minimum": 1},
+            "description": "Seconds to wait before retrying.",
+        }
     }
     return {
         str(code): {
             "description": reasons[code],
             "content": {PROBLEM_MEDIA_TYPE: {"schema": _ref("Problem")}},
+            **({"headers": retry_after} if code == 503 else {}),
         }
         for code in codes
     }
@@ -154,7 +163,7 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                     "responses": {
                         "202": job_response,
                         "200": {**job_response, "description": "An Idempotency-Key replay."},
-                        **_problems(400, 401, 409, 413, 415, 422),
+                        **_problems(400, 401, 409, 413, 415, 422, 503),
                     },
                 },
                 "get": {
@@ -199,7 +208,10 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                             "schema": {"type": "string"},
                         }
                     ],
-                    "responses": {"200": _json(_ref("Job"), "The job."), **_problems(401, 404)},
+                    "responses": {
+                        "200": _json(_ref("Job"), "The job."),
+                        **_problems(401, 404, 503),
+                    },
                 }
             },
             "/v1/jobs/{job_id}/cancel": {
@@ -221,7 +233,7 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                     "responses": {
                         "200": {**job_response, "description": "Cancelled."},
                         "202": {**job_response, "description": "Cancel requested at fal."},
-                        **_problems(401, 404, 409, 502),
+                        **_problems(401, 404, 409, 502, 503),
                     },
                 }
             },
@@ -349,7 +361,7 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                             },
                             "Accepted; `applied` is false for a duplicate or late delivery.",
                         ),
-                        **_problems(400, 401, 404, 413),
+                        **_problems(400, 403, 404, 413, 503),
                     },
                 }
             },

@@ -29,16 +29,25 @@ class Settings(BaseSettings):
         description="Redis holding jobs and the ARQ queue, e.g. redis://host:6379/0"
     )
     redis_key_prefix: str = "vh:"
+    # The API's pool: a burst beyond it waits for a free connection, up to the timeout (then 503).
+    redis_max_connections: int = Field(default=200, ge=1)
+    redis_pool_timeout_s: float = Field(default=5.0, gt=0)
     arq_queue_name: str = "vidhook:queue"
 
     fal_key: SecretStr = Field(description="fal API key, sent as `Authorization: Key <FAL_KEY>`")
     fal_queue_base_url: AnyHttpUrl = AnyHttpUrl("https://queue.fal.run")
     fal_jwks_url: AnyHttpUrl = AnyHttpUrl("https://rest.fal.ai/.well-known/jwks.json")
-    fal_submit_timeout_s: float = 15.0
+    fal_submit_timeout_s: float = Field(default=15.0, gt=0)
+    # Each status or result GET (the reconciler and payload_error fetches).
+    fal_status_timeout_s: float = Field(default=5.0, gt=0)
     fal_jwks_cache_s: float = Field(
         default=3600.0, le=86_400, description="fal: never cache > 24 h"
     )
     fal_webhook_tolerance_s: int = 300
+    fal_user_id: str | None = Field(
+        default=None,
+        description="Your fal user id: when set, webhooks fal signed for other users are refused",
+    )
 
     public_base_url: AnyHttpUrl = Field(
         description="How fal reaches this service's webhook receiver"
@@ -54,7 +63,7 @@ class Settings(BaseSettings):
         "CALLBACK_SIGNING_SECRET when unset. Changing it invalidates jobs in flight.",
     )
     callback_allow_private_targets: bool = False
-    callback_timeout_s: float = 10.0
+    callback_timeout_s: float = Field(default=10.0, gt=0)
     callback_max_tries: int = 12
 
     allowed_endpoints: Annotated[str, NoDecode] = Field(
@@ -113,6 +122,15 @@ class Settings(BaseSettings):
     # A submitted job whose webhook has not come by then is asked about at fal directly.
     reconcile_after_s: float = 600.0
     worker_max_jobs: int = 50
+    # On SIGTERM, in-flight fal calls, webhooks and callbacks get this long to finish (the API
+    # stops accepting, the worker stops picking up tasks); what remains is cancelled and
+    # runs again elsewhere. Give the process manager's kill timeout a few seconds more.
+    shutdown_grace_s: float = Field(
+        default=20.0,
+        ge=0,
+        description="On SIGTERM, how long in-flight fal calls, webhooks and callbacks may take "
+        "to finish",
+    )
     # ARQ finds new tasks by polling: this bounds the intake -> fal submit latency (p99 ~ this
     # value), at the cost of one cheap Redis query per interval per idle worker.
     worker_poll_delay_s: float = 0.01
@@ -131,10 +149,6 @@ class Settings(BaseSettings):
         ge=1,
         description="uvicorn worker processes per `vidhook api`; more than 1 needs "
         "PROMETHEUS_MULTIPROC_DIR for correct /metrics",
-    )
-    shutdown_grace_s: float = Field(
-        default=25.0,
-        description="How long a stopping API or worker finishes what it is doing",
     )
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error")
     log_format: str = Field(

@@ -76,6 +76,10 @@ NOTES: dict[str, str] = {
     "s3_endpoint_url": "S3 API of MinIO, Cloudflare R2, Ceph… (unset: AWS)",
     "media_public_base_url": "public URL of the bucket (a CDN): asset URLs point there instead "
     "of being pre-signed",
+    "redis_max_connections": "the API's Redis pool size; a burst beyond it waits up to "
+    "REDIS_POOL_TIMEOUT_S",
+    "redis_pool_timeout_s": "how long a request waits for a pooled Redis connection before a 503",
+    "fal_status_timeout_s": "whole-call deadline of one status or result GET at fal",
     "worker_max_jobs": "tasks one worker process runs concurrently",
     "worker_poll_delay_s": "how often an idle worker polls for tasks: bounds the intake → fal "
     "submit delay",

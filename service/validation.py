@@ -14,6 +14,9 @@ Rules beyond the catalog's declarations, and why:
 - File values are http(s) URLs (a host, no credentials, at most 4096 characters; fal must
   be able to download them) or `data:<media type>;base64,<payload>` URIs, checked by
   `service.files` (size, base64, sniffed type, MP4 duration) without decoding them whole.
+- Whatever will be stored, encoded or sent must round-trip (`service.plainjson`): nesting at
+  most 64 deep, integers of at most 32 digits, finite numbers, strings that are text (no lone
+  surrogates). These are checked first, over the whole body.
 
 Nothing here builds pydantic models or decodes whole files: validating a typical request costs
 a few microseconds, three 8 MiB data URIs a few tens of milliseconds.
@@ -30,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from service import plainjson
 from service.catalog import (
     ENDPOINTS,
     SUPPORTED_ENDPOINTS,
@@ -154,6 +158,13 @@ def parse_job_request(body: object, *, allowed_endpoint_patterns: Sequence[str] 
         raise RequestInvalid([_type_problem((), "object", body, detail=" (the job request)")])
     if isinstance(allowed_endpoint_patterns, str):
         allowed_endpoint_patterns = (allowed_endpoint_patterns,)
+    # First what could not be stored or answered at all (too deep, lone surrogates, huge or
+    # non-finite numbers): such a body is hostile, and the checks below assume plain values.
+    unkeepable = plainjson.issues(body)
+    if unkeepable:
+        raise RequestInvalid(
+            [InputProblem(issue.path, issue.message, issue.type) for issue in unkeepable]
+        )
     problems: list[InputProblem] = []
 
     endpoint = body.get("endpoint")

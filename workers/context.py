@@ -14,6 +14,7 @@ from service.callbacks import CallbackSender
 from service.fal import FalQueueClient
 from service.keys import RedisKeys
 from service.media import MediaStore, open_media_store
+from service.redisconn import warn_if_unauthenticated
 from service.settings import Settings
 from service.store import JobStore
 
@@ -48,6 +49,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
         # prometheus_client's own threaded HTTP server: a scrape never waits on the event loop.
         server, _ = start_http_server(settings.worker_metrics_port, addr=settings.host)
         ctx[METRICS_SERVER_KEY] = server
+    await warn_if_unauthenticated(ctx["redis"], settings.redis_url)
     http = httpx.AsyncClient(
         timeout=httpx.Timeout(30.0, connect=5.0),
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
@@ -72,6 +74,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
             queue_base_url=str(settings.fal_queue_base_url),
             api_key=settings.fal_key.get_secret_value(),
             submit_timeout_s=settings.fal_submit_timeout_s,
+            status_timeout_s=settings.fal_status_timeout_s,
         ),
         callbacks=CallbackSender(
             http,

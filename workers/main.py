@@ -1,12 +1,29 @@
-"""The ARQ worker: which functions it runs, with what limits, against which Redis."""
+"""The ARQ worker: which functions it runs, with what limits, against which Redis.
+
+Timeouts come from what each step really waits for, because they also decide how soon a
+killed worker's tasks run again: ARQ marks a task in progress for the longest function
+timeout + 10 s, counted from the task's start, and nobody else may take it before that
+expires. With the defaults (submit 15 s, callback 10 s, fal status/result 5 s each) the
+longest step is dispatch's 18 s, so a SIGKILLed worker's tasks resume within 28 s.
+
+ARQ drops a task that hits its timeout (no retry). So each task also runs under a budget one
+second shorter, and overrunning it is a Retry: every step is safe to run again (an unclear
+submit waits out its grace period), and a slow moment never loses a job.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import math
 from typing import Any
 
+from arq import Retry
 from arq.connections import RedisSettings
+from arq.typing import WorkerCoroutine
 from arq.worker import Worker, func
 
+from service import tasks
 from service.settings import Settings
 from workers.context import on_shutdown, on_startup
 from workers.dispatch import dispatch_job
@@ -14,22 +31,70 @@ from workers.mirror import mirror_job
 from workers.notify import notify_job
 from workers.results import fetch_result
 
+# Redis round trips before and after the upstream call, and the event loop's own latency.
+STEP_MARGIN_S = 3.0
+# How much sooner than ARQ's timeout a task's own budget runs out (and it retries).
+BUDGET_HEADROOM_S = 1.0
+OVERRUN_RETRY_DELAY_S = 1.0
+# ARQ's in-progress mark outlives the longest function timeout by this much.
+ARQ_IN_PROGRESS_EXTRA_S = 10.0
+
+
+def function_timeouts_s(settings: Settings) -> dict[str, float]:
+    """Each task's ARQ timeout: its upstream calls' own deadlines plus a margin."""
+    return {
+        "dispatch_job": settings.fal_submit_timeout_s + STEP_MARGIN_S,
+        "notify_job": settings.callback_timeout_s + STEP_MARGIN_S,
+        # A status GET, then (once COMPLETED) a result GET.
+        "fetch_result": 2 * settings.fal_status_timeout_s + STEP_MARGIN_S,
+    }
+
+
+def kill_recovery_s(settings: Settings) -> float:
+    """How long after it started a killed worker's task can at most wait to run again."""
+    return max(function_timeouts_s(settings).values()) + ARQ_IN_PROGRESS_EXTRA_S
+
+
+def within_budget(function: WorkerCoroutine, budget_s: float) -> WorkerCoroutine:
+    """`function`, turned into a Retry when it runs longer than `budget_s`."""
+
+    @functools.wraps(function)
+    async def run(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
+        budget = asyncio.timeout(budget_s)
+        try:
+            async with budget:
+                return await function(ctx, *args, **kwargs)
+        except TimeoutError as exc:
+            if not budget.expired():
+                raise
+            raise Retry(defer=OVERRUN_RETRY_DELAY_S) from exc
+
+    return run
+
 
 def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
     """An ARQ Worker for vidhook's tasks; each function sets its own tries and timeout."""
     ctx: dict[str, Any] = {"settings": settings}
+    timeouts = function_timeouts_s(settings)
+
+    def bounded(function: WorkerCoroutine) -> WorkerCoroutine:
+        return within_budget(function, timeouts[function.__qualname__] - BUDGET_HEADROOM_S)
+
     return Worker(
         functions=[
             # max_tries is one above our own limit: the functions end the job themselves on
             # their last try, so ARQ never drops a job without it being marked failed.
             func(
-                dispatch_job,
+                bounded(dispatch_job),
                 max_tries=settings.dispatch_max_tries + 1,
-                timeout=60,
+                timeout=timeouts["dispatch_job"],
                 keep_result=3600,
             ),
             func(
-                notify_job, max_tries=settings.callback_max_tries + 1, timeout=60, keep_result=3600
+                bounded(notify_job),
+                max_tries=settings.callback_max_tries + 1,
+                timeout=timeouts["notify_job"],
+                keep_result=3600,
             ),
             # mirror_job enforces MIRROR_TIMEOUT_S itself (and then retries or gives up and
             # notifies); ARQ's timeout is only the backstop behind it.
@@ -41,7 +106,7 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
             ),
             # Polls fal for as long as a request runs: each try backs off up to
             # RETRY_MAX_DELAY_S, so this is days, not a failure budget.
-            func(fetch_result, max_tries=1000, timeout=60, keep_result=3600),
+            func(fetch_result, max_tries=1000, timeout=timeouts["fetch_result"], keep_result=3600),
         ],
         queue_name=settings.arq_queue_name,
         redis_settings=RedisSettings.from_dsn(settings.redis_url),
@@ -51,9 +116,11 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         max_jobs=settings.worker_max_jobs,
         poll_delay=settings.worker_poll_delay_s,
         handle_signals=handle_signals,
-        # On SIGTERM: stop taking tasks, let running ones finish for up to the grace period
-        # (Kubernetes' terminationGracePeriodSeconds is set above it), then cancel the rest,
-        # which ARQ re-queues.
-        job_completion_wait=int(settings.shutdown_grace_s),
+        # On SIGTERM: stop picking up tasks, let running ones finish within the grace, then
+        # cancel the rest (ARQ puts a cancelled task back on the queue at once).
+        job_completion_wait=math.ceil(settings.shutdown_grace_s),
         log_results=False,
+        # JSON, as the Lua steps write them: a pickle planted in Redis is refused, not run.
+        job_serializer=tasks.serialize,
+        job_deserializer=tasks.deserialize,
     )
