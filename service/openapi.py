@@ -40,7 +40,7 @@ def _problems(*codes: int) -> dict[str, Any]:
         403: "Not a delivery fal signed for this job.",
         502: "fal could not be reached; nothing was changed.",
         503: "A dependency (Redis or the media store; for webhooks also fal's JWKS) is "
-        "unreachable; retry after Retry-After seconds (a job create with the same Idempotency-Key).",
+        "unreachable; retry after Retry-After seconds (a create: same Idempotency-Key).",
     }
     retry_after = {
         "Retry-After": {
