@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     media_data_uri_min_bytes: int = Field(default=1024 * 1024, ge=0)
     # One try's budget for all of a job's files: 2 GiB at a modest 20 MB/s is under two
     # minutes; a stalled download must not hold a worker slot for ever.
-    mirror_timeout_s: float = Field(default=1800.0, gt=0)
+    mirror_timeout_s: float = Field(default=15.0, gt=0)
 
     host: str = "127.0.0.1"
     port: int = 8000

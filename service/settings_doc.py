@@ -70,7 +70,8 @@ NOTES: dict[str, str] = {
     "media_data_uri_min_bytes": "data URIs in `POST /v1/jobs` at least this large (decoded) are "
     "stored and sent to fal as URLs (`0`: never)",
     "mirror_timeout_s": "one mirror attempt's budget for all of a job's files (a stalled "
-    "download is cut off and retried)",
+    "download is cut off and retried); it also bounds a killed worker's recovery (ARQ waits "
+    "the longest task timeout + 10 s): raise it for very large outputs only",
     "media_mirror": "copy every output file of a completed job to the media store before its "
     "callback",
     "s3_endpoint_url": "S3 API of MinIO, Cloudflare R2, Ceph… (unset: AWS)",

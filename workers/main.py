@@ -47,6 +47,11 @@ def function_timeouts_s(settings: Settings) -> dict[str, float]:
         "notify_job": settings.callback_timeout_s + STEP_MARGIN_S,
         # A status GET, then (once COMPLETED) a result GET.
         "fetch_result": 2 * settings.fal_status_timeout_s + STEP_MARGIN_S,
+        # mirror_job enforces MIRROR_TIMEOUT_S itself (then retries, or gives up and
+        # notifies); ARQ's timeout is the backstop. It counts here too: ARQ holds every
+        # task of a killed worker for the longest function timeout, so a long mirror budget
+        # slows every kill recovery (see README).
+        "mirror_job": settings.mirror_timeout_s + STEP_MARGIN_S,
     }
 
 
@@ -96,12 +101,10 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
                 timeout=timeouts["notify_job"],
                 keep_result=3600,
             ),
-            # mirror_job enforces MIRROR_TIMEOUT_S itself (and then retries or gives up and
-            # notifies); ARQ's timeout is only the backstop behind it.
             func(
                 mirror_job,
                 max_tries=settings.mirror_max_tries + 1,
-                timeout=settings.mirror_timeout_s + 60,
+                timeout=timeouts["mirror_job"],
                 keep_result=3600,
             ),
             # Polls fal for as long as a request runs: each try backs off up to
