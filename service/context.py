@@ -15,6 +15,8 @@ from service.job_index import JobIndex
 from service.prices import PriceTable
 from service.settings import Settings
 from service.store import JobStore
+from service.streams import TenantFeeds
+from service.waiters import JobWaiters
 
 
 @dataclass(slots=True)
@@ -25,6 +27,8 @@ class ApiContext:
     store: JobStore
     verifier: FalWebhookVerifier
     prices: PriceTable
+    waiters: JobWaiters
+    feeds: TenantFeeds
     # For the calls the API itself makes to fal (cancel); submits stay with the workers.
     fal: FalQueueClient
     jwks: JwksCache | None = None

@@ -160,6 +160,12 @@ class InvalidRequest(ApiError):
         super().__init__(detail, errors=list(errors))
 
 
+class Unavailable(ApiError):
+    status_code = 503
+    slug = "unavailable"
+    title = "Temporarily unavailable"
+
+
 class BadGateway(ApiError):
     status_code = 502
     slug = "bad-gateway"
@@ -204,6 +210,8 @@ def problem_response(problem: dict[str, Any], headers: dict[str, str] | None = N
 async def handle_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    if isinstance(exc, Unavailable):
+        headers = {"Retry-After": "1"}
     return problem_response(exc.problem(), headers)
 
 

@@ -32,6 +32,8 @@ from service.jobs import Job, JobStatus, iso_from_ms
 from service.keys import RedisKeys
 from service.settings import Settings, describe_validation_error
 from service.store import JobStore
+from service.streams import TenantFeeds
+from service.waiters import JobWaiters
 
 
 class OperatorSettings(BaseSettings):
@@ -197,6 +199,9 @@ async def _jobs_cancel(args: argparse.Namespace, store: JobStore) -> int:
             store=store,
             verifier=FalWebhookVerifier(JwksCache(http, str(settings.fal_jwks_url))),
             prices=settings.price_table(),
+            # Cancelling waits for nothing: a hub never started and no feed.
+            waiters=JobWaiters(store.redis, store.keys),
+            feeds=TenantFeeds(store.redis, store.keys, max_open=0),
             fal=FalQueueClient(
                 http,
                 queue_base_url=str(settings.fal_queue_base_url),
