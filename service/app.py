@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -31,6 +32,7 @@ from service.redisconn import api_redis, warn_if_unauthenticated
 from service.routes import fal_errors
 from service.routes.docs import docs_assets, docs_page, openapi_document
 from service.routes.endpoints import list_endpoints
+from service.routes.events import job_events, tenant_events
 from service.routes.fal_proxy import proxy as fal_proxy
 from service.routes.fal_queue import serve as fal_queue
 from service.routes.fal_webhooks import receive_fal_webhook
@@ -40,6 +42,8 @@ from service.routes.jobs import cancel, create_job, get_job, list_jobs
 from service.routes.metrics import metrics_page
 from service.settings import Settings
 from service.store import JobStore
+from service.streams import TenantFeeds
+from service.waiters import JobWaiters
 
 
 def create_fal_door() -> Starlette:
@@ -69,18 +73,29 @@ def create_app(settings: Settings) -> Starlette:
         resources = contextlib.AsyncExitStack()
         media = await resources.enter_async_context(open_media_store(settings))
         jwks = JwksCache(http, str(settings.fal_jwks_url), ttl_s=settings.fal_jwks_cache_s)
+        keys = RedisKeys(settings.redis_key_prefix, settings.arq_queue_name)
+        # One pub/sub connection for every long-poll and SSE stream of this process.
+        waiters = JobWaiters(redis, keys)
+        # GET /v1/events streams block on Redis reads: a pool of their own, one connection each.
+        feeds = TenantFeeds(
+            Redis.from_url(settings.redis_url, max_connections=settings.event_streams_max),
+            keys,
+            max_open=settings.event_streams_max,
+        )
         ctx = ApiContext(
             settings=settings,
             redis=redis,
             http=http,
             store=JobStore(
                 redis,
-                RedisKeys(settings.redis_key_prefix, settings.arq_queue_name),
+                keys,
                 job_retention_s=settings.job_retention_s,
                 event_stream_maxlen=settings.event_stream_maxlen,
             ),
             verifier=FalWebhookVerifier(jwks, tolerance_s=settings.fal_webhook_tolerance_s),
             prices=settings.price_table(),
+            waiters=waiters,
+            feeds=feeds,
             fal=FalQueueClient(
                 http,
                 queue_base_url=str(settings.fal_queue_base_url),
@@ -93,9 +108,12 @@ def create_app(settings: Settings) -> Starlette:
         )
         app.state.ctx = ctx
         fal_door.state.ctx = ctx
+        await waiters.start()
         try:
             yield
         finally:
+            await waiters.stop()
+            await feeds.aclose()
             await http.aclose()
             await redis.aclose()
             await resources.aclose()
@@ -107,6 +125,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/jobs/{job_id}/cancel", cancel, methods=["POST"]),
         Route("/v1/files", create_file, methods=["POST"]),
         Route("/v1/media/{key:path}", get_local_media, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/events", job_events, methods=["GET"]),
+        Route("/v1/events", tenant_events, methods=["GET"]),
         Route("/v1/fal/webhooks/{job_id}", receive_fal_webhook, methods=["POST"]),
         Route("/v1/endpoints", list_endpoints, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

@@ -16,6 +16,8 @@ from service.media import MediaStore
 from service.prices import PriceTable
 from service.settings import Settings
 from service.store import JobStore
+from service.streams import TenantFeeds
+from service.waiters import JobWaiters
 
 
 @dataclass(slots=True)
@@ -26,6 +28,8 @@ class ApiContext:
     store: JobStore
     verifier: FalWebhookVerifier
     prices: PriceTable
+    waiters: JobWaiters
+    feeds: TenantFeeds
     # For the calls the API itself makes to fal (cancel); submits stay with the workers.
     fal: FalQueueClient
     media: MediaStore

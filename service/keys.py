@@ -5,6 +5,8 @@ ARQ's own keys (`arq:job:…`, `arq:result:…`) keep ARQ's names: the worker re
 
 from __future__ import annotations
 
+import re
+
 from arq.constants import job_key_prefix, result_key_prefix
 
 
@@ -34,6 +36,20 @@ class RedisKeys:
     def job_changed(self, job_id: str) -> str:
         """Pub/sub channel announcing each state change of a job (the message: its event id)."""
         return f"{self.prefix}job:{job_id}:changed"
+
+    @property
+    def job_changed_pattern(self) -> str:
+        """PSUBSCRIBE pattern matching every job's `job_changed` channel (and nothing else)."""
+        # The prefix is literal: escape the glob characters Redis would otherwise interpret.
+        literal = re.sub(r"([*?\[\]\\])", r"\\\1", self.prefix)
+        return f"{literal}job:*:changed"
+
+    def job_id_of_changed(self, channel: str) -> str | None:
+        """The job id a `job_changed` channel names, None for any other channel."""
+        head, tail = f"{self.prefix}job:", ":changed"
+        if channel.startswith(head) and channel.endswith(tail) and len(channel) > len(head + tail):
+            return channel[len(head) : -len(tail)]
+        return None
 
     @property
     def events(self) -> str:

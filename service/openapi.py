@@ -12,6 +12,7 @@ from typing import Any
 
 from service.catalog import ENDPOINTS, JSON_SCHEMA_DIALECT, input_json_schema, schema_name
 from service.errors import FIELD_ERROR_SCHEMA, PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA
+from service.events import EVENT_SCHEMA
 from service.files import UPLOAD_MEDIA_TYPES
 from service.jobs import JOB_SCHEMA, JobStatus
 from service.routes.files import FILE_SCHEMA
@@ -40,7 +41,8 @@ def _problems(*codes: int) -> dict[str, Any]:
         403: "Not a delivery fal signed for this job.",
         502: "fal could not be reached; nothing was changed.",
         503: "A dependency (Redis or the media store; for webhooks also fal's JWKS) is "
-        "unreachable; retry after Retry-After seconds (a create: same Idempotency-Key).",
+        "unreachable, or (event streams) this process serves as many as it may; retry after "
+        "Retry-After seconds (a create: same Idempotency-Key).",
     }
     retry_after = {
         "Retry-After": {
@@ -63,6 +65,33 @@ def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str
     return {**parameter, "description": description} if description else parameter
 
 
+def _event_stream(description: str) -> dict[str, Any]:
+    # The schema describes one event (as OpenAPI 3.2's itemSchema does for event streams).
+    event = {
+        "type": "object",
+        "required": ["id", "event", "data"],
+        "properties": {
+            "id": {"type": "string", "pattern": r"^\d+-\d+$"},
+            "event": {"type": "string", "pattern": r"^job\.[a-z_]+$"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": _ref("JobEvent"),
+            },
+        },
+    }
+    return {"description": description, "content": {"text/event-stream": {"schema": event}}}
+
+
+LAST_EVENT_ID = {
+    "name": "Last-Event-ID",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": r"^\d{1,20}-\d{1,20}$"},
+    "description": "Resume after this event (the `id:` of the last event received).",
+}
+
+
 def _version() -> str:
     try:
         return version("vidhook")
@@ -83,6 +112,13 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
     schemas.update(
         JobRequest=job_request_json_schema(input_ref_template=REF, passthrough=passthrough),
         Job=JOB_SCHEMA,
+        JobEvent={
+            **EVENT_SCHEMA,
+            "properties": {
+                **EVENT_SCHEMA["properties"],
+                "job": {**_ref("Job"), "description": "The finished job (a job's terminal event)."},
+            },
+        },
         FieldError=FIELD_ERROR_SCHEMA,
         JobList={
             "type": "object",
@@ -154,7 +190,18 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                             "schema": {"type": "string", "minLength": 1, "maxLength": 255},
                             "description": "Same key and body: the same job back (200). "
                             "Same key, different body: 409. Kept 24 h.",
-                        }
+                        },
+                        {
+                            "name": "Prefer",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string"},
+                            "examples": {"wait": {"value": "wait=10"}},
+                            "description": "RFC 7240. `wait=N` (N ≤ 60): answer with the "
+                            "finished job (200) if it finishes within N s, else the usual 202 "
+                            "then; `Preference-Applied: wait=N` says it was honoured. Other "
+                            "preferences are ignored.",
+                        },
                     ],
                     "requestBody": {
                         "required": True,
@@ -162,7 +209,11 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                     },
                     "responses": {
                         "202": job_response,
-                        "200": {**job_response, "description": "An Idempotency-Key replay."},
+                        "200": {
+                            **job_response,
+                            "description": "An Idempotency-Key replay, or a job that finished "
+                            "within `Prefer: wait`.",
+                        },
                         **_problems(400, 401, 409, 413, 415, 422, 503),
                     },
                 },
@@ -199,18 +250,64 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
             "/v1/jobs/{job_id}": {
                 "get": {
                     "operationId": "getJob",
-                    "summary": "Read a job",
+                    "summary": "Read a job, or wait for it to finish (long-poll)",
                     "parameters": [
                         {
                             "name": "job_id",
                             "in": "path",
                             "required": True,
                             "schema": {"type": "string"},
-                        }
+                        },
+                        {
+                            "name": "wait",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 0, "maximum": 60},
+                            "description": "Seconds to wait for the job to finish: the answer "
+                            "comes as soon as it has, or after this long with the job as it is.",
+                        },
                     ],
                     "responses": {
                         "200": _json(_ref("Job"), "The job."),
-                        **_problems(401, 404, 503),
+                        **_problems(401, 404, 422, 503),
+                    },
+                }
+            },
+            "/v1/jobs/{job_id}/events": {
+                "get": {
+                    "operationId": "streamJobEvents",
+                    "summary": "A job's state changes as server-sent events",
+                    "description": "The job's events so far (after Last-Event-ID, if sent), "
+                    "then each one as it happens; closes after the terminal event, which also "
+                    "carries the finished `job`. Each SSE event: `id:` the event id, `event: "
+                    "job.<status>`, `data:` a JobEvent. Comment lines are heartbeats.",
+                    "parameters": [
+                        {
+                            "name": "job_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        LAST_EVENT_ID,
+                    ],
+                    "responses": {
+                        "200": _event_stream("The job's events."),
+                        **_problems(401, 404, 422),
+                    },
+                }
+            },
+            "/v1/events": {
+                "get": {
+                    "operationId": "streamEvents",
+                    "summary": "Every state change of this tenant's jobs, as server-sent events",
+                    "description": "From now on, or after Last-Event-ID (within the event "
+                    "stream's retention, EVENT_STREAM_MAXLEN). Never closes by itself. Backends "
+                    "that can reach Redis may read the stream itself with a consumer group "
+                    "instead (see the README).",
+                    "parameters": [LAST_EVENT_ID],
+                    "responses": {
+                        "200": _event_stream("The tenant's events."),
+                        **_problems(401, 422, 503),
                     },
                 }
             },

@@ -33,6 +33,8 @@ from service.keys import RedisKeys
 from service.media import open_media_store
 from service.settings import Settings, describe_validation_error
 from service.store import JobStore
+from service.streams import TenantFeeds
+from service.waiters import JobWaiters
 
 
 class OperatorSettings(BaseSettings):
@@ -202,6 +204,9 @@ async def _jobs_cancel(args: argparse.Namespace, store: JobStore) -> int:
             verifier=FalWebhookVerifier(JwksCache(http, str(settings.fal_jwks_url))),
             prices=settings.price_table(),
             media=media,
+            # Cancelling waits for nothing: a hub never started and no feed.
+            waiters=JobWaiters(store.redis, store.keys),
+            feeds=TenantFeeds(store.redis, store.keys, max_open=0),
             fal=FalQueueClient(
                 http,
                 queue_base_url=str(settings.fal_queue_base_url),

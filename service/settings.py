@@ -77,6 +77,16 @@ class Settings(BaseSettings):
     # The job event stream keeps about this many of the newest state changes, all jobs
     # together (a job makes ~5); each job's own history lives as long as the job.
     event_stream_maxlen: int = Field(default=100_000, ge=1)
+    # Long-poll (`?wait=N`) and `Prefer: wait=N` wait at most this long, whatever N (the API
+    # allows 60): lower it behind a proxy that closes idle requests sooner.
+    wait_max_s: float = Field(default=60.0, ge=0, le=60)
+    # SSE streams send a comment line this often, so proxies do not close a quiet stream.
+    sse_heartbeat_s: float = Field(default=15.0, gt=0)
+    # An SSE stream closes after this long; the client resumes with Last-Event-ID.
+    sse_max_s: float = Field(default=3600.0, gt=0)
+    # Each open GET /v1/events stream holds one blocking Redis read (a connection of its own):
+    # at most this many per API process; more are refused with 503 and Retry-After.
+    event_streams_max: int = Field(default=100, ge=1)
 
     # Media: uploads (POST /v1/files) and copies of fal's outputs. With MEDIA_S3_BUCKET they go
     # to that bucket (credentials from the standard AWS environment); without, to a folder

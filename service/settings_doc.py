@@ -26,6 +26,12 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 # Descriptions of the fields that carry none in settings.py.
 NOTES: dict[str, str] = {
+    "wait_max_s": "longest `?wait=` / `Prefer: wait` actually waited (lower it behind a "
+    "proxy with a shorter idle timeout)",
+    "sse_heartbeat_s": "seconds between SSE heartbeat comments",
+    "sse_max_s": "an SSE stream closes after this long; the client resumes with `Last-Event-ID`",
+    "event_streams_max": "open `GET /v1/events` streams per API process (each holds a Redis "
+    "connection); 503 past it",
     "redis_key_prefix": "prefix of every key vidhook writes (deployments may share a Redis)",
     "arq_queue_name": "the ARQ queue's sorted set (KEDA/alerts read its length)",
     "fal_queue_base_url": "fal's queue API, or anything speaking its protocol (the simulator)",

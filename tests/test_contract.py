@@ -129,7 +129,9 @@ def test_every_job_carries_its_estimated_cost(client: httpx.Client) -> None:
 def fuzz_target(settings: Settings) -> Iterator[str]:
     """An API instance whose queue no worker reads: generated jobs are recorded, never run."""
     values: dict[str, Any] = dict(settings)
+    # Nothing finishes here: `Prefer: wait`, `?wait=` and event streams last 0.2 s at most.
     values.update(redis_key_prefix="fuzz:", arq_queue_name="fuzz:queue", port=0)
+    values.update(wait_max_s=0.2, sse_max_s=0.2)
     with ServerThread(create_app(Settings(**values))) as server:
         yield server.url
 
