@@ -15,6 +15,7 @@ from service.job_index import JobIndex
 from service.media import MediaStore
 from service.prices import PriceTable
 from service.settings import Settings
+from service.stats import Stats
 from service.store import JobStore
 from service.streams import TenantFeeds
 from service.waiters import JobWaiters
@@ -38,6 +39,7 @@ class ApiContext:
     admins_by_key_digest: dict[bytes, str] = field(default_factory=dict)
     api_keys: ApiKeyStore = field(init=False)
     index: JobIndex = field(init=False)
+    stats: Stats = field(init=False)
 
     def __post_init__(self) -> None:
         # Looked up by digest so that the dict lookup's timing says nothing about real keys.
@@ -49,6 +51,7 @@ class ApiContext:
         }
         self.api_keys = ApiKeyStore(self.redis, self.store.keys)
         self.index = JobIndex(self.redis, self.store.keys)
+        self.stats = Stats(self.redis, self.store.keys)
 
 
 def key_digest(api_key: str) -> bytes:

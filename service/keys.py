@@ -95,3 +95,40 @@ class RedisKeys:
     @staticmethod
     def arq_result(arq_job_id: str) -> str:
         return result_key_prefix + arq_job_id
+
+    # The overview's counters, folded from the event stream by service/stats.py. The fold's
+    # Lua script builds the per-tenant and per-minute names from these prefixes.
+    @property
+    def stats_cursor(self) -> str:
+        """Hash: the id of the last event folded into the counters, and whether any were lost."""
+        return f"{self.prefix}stats:cursor"
+
+    @property
+    def stats_tenants(self) -> str:
+        """Set of every tenant the fold has seen."""
+        return f"{self.prefix}stats:tenants"
+
+    @property
+    def stats_counts_prefix(self) -> str:
+        """`{this}{tenant}`: hash of the tenant's active jobs per status."""
+        return f"{self.prefix}stats:counts:"
+
+    @property
+    def stats_queued_prefix(self) -> str:
+        """`{this}{tenant}`: sorted set of the tenant's queued job ids by queued time (ms)."""
+        return f"{self.prefix}stats:queued:"
+
+    @property
+    def stats_queued_all(self) -> str:
+        """Sorted set of every tenant's queued job ids by queued time (ms)."""
+        return f"{self.prefix}stats:queued-all"
+
+    @property
+    def stats_minute_prefix(self) -> str:
+        """`{this}{tenant}:{minute}`: hash of the tenant's terminal moves in that epoch minute."""
+        return f"{self.prefix}stats:minute:"
+
+    @property
+    def stats_minute_all_prefix(self) -> str:
+        """`{this}{minute}`: hash of every tenant's terminal moves in that epoch minute."""
+        return f"{self.prefix}stats:minute-all:"
