@@ -30,6 +30,7 @@ from service.keys import RedisKeys
 from service.media import open_media_store
 from service.redisconn import api_redis, warn_if_unauthenticated
 from service.routes import fal_errors
+from service.routes.dashboard import dashboard_routes
 from service.routes.docs import docs_assets, docs_page, openapi_document
 from service.routes.endpoints import list_endpoints
 from service.routes.events import job_events, tenant_events
@@ -38,8 +39,10 @@ from service.routes.fal_queue import serve as fal_queue
 from service.routes.fal_webhooks import receive_fal_webhook
 from service.routes.files import create_file, get_local_media
 from service.routes.health import healthz, readyz
+from service.routes.job_input import get_job_input
 from service.routes.jobs import cancel, create_job, get_job, list_jobs
 from service.routes.metrics import metrics_page
+from service.routes.stats import read_stats
 from service.settings import Settings
 from service.store import JobStore
 from service.streams import TenantFeeds
@@ -118,6 +121,7 @@ def create_app(settings: Settings) -> Starlette:
             await redis.aclose()
             await resources.aclose()
 
+    dashboard_page, dashboard_assets = dashboard_routes(settings)
     routes = [
         Route("/v1/jobs", create_job, methods=["POST"]),
         Route("/v1/jobs", list_jobs, methods=["GET"]),
@@ -127,6 +131,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/media/{key:path}", get_local_media, methods=["GET"]),
         Route("/v1/jobs/{job_id}/events", job_events, methods=["GET"]),
         Route("/v1/events", tenant_events, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/input", get_job_input, methods=["GET"]),
+        Route("/v1/stats", read_stats, methods=["GET"]),
         Route("/v1/fal/webhooks/{job_id}", receive_fal_webhook, methods=["POST"]),
         Route("/v1/endpoints", list_endpoints, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -135,6 +141,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/openapi.json", openapi_document, methods=["GET"]),
         Route("/docs", docs_page, methods=["GET"]),
         Mount("/docs/assets", app=docs_assets(), name="docs-assets"),
+        dashboard_page,
+        Mount("/dashboard/assets", app=dashboard_assets, name="dashboard-assets"),
         Mount("/fal", app=fal_door, name="fal"),
     ]
     return Starlette(

@@ -16,6 +16,7 @@ from service.events import EVENT_SCHEMA
 from service.files import UPLOAD_MEDIA_TYPES
 from service.jobs import JOB_SCHEMA, JobStatus
 from service.routes.files import FILE_SCHEMA
+from service.stats import STATS_SCHEMA
 from service.validation import job_request_json_schema
 
 REF = "#/components/schemas/{name}"
@@ -131,6 +132,17 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
         },
         File=FILE_SCHEMA,
         Problem=PROBLEM_SCHEMA,
+        Stats=STATS_SCHEMA,
+        JobInput={
+            "type": "object",
+            "required": ["object", "id", "endpoint", "input"],
+            "properties": {
+                "object": {"const": "job_input"},
+                "id": {"type": "string"},
+                "endpoint": {"type": "string"},
+                "input": {"type": ["object", "null"]},
+            },
+        },
         EndpointList={
             "type": "object",
             "required": ["endpoints", "passthrough"],
@@ -397,6 +409,54 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                             "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
                         },
                         **_problems(404),
+                    },
+                }
+            },
+            "/v1/jobs/{job_id}/input": {
+                "get": {
+                    "operationId": "getJobInput",
+                    "summary": "Read the input a job was submitted with",
+                    "description": "Exactly as sent to fal. Kept out of the job resource, "
+                    "which it could make megabytes long (data URIs). `input` is null once the "
+                    "job has ended: the input is dropped then.",
+                    "parameters": [
+                        {
+                            "name": "job_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(_ref("JobInput"), "The job's input."),
+                        **_problems(401, 404),
+                    },
+                }
+            },
+            "/v1/stats": {
+                "get": {
+                    "operationId": "getStats",
+                    "summary": "Operations overview: jobs by state, queue, throughput",
+                    "description": "A tenant key sees its own numbers; an operator key every "
+                    "tenant's, with a per-tenant breakdown. Folded from the job event stream "
+                    "at each call, at bounded cost; `complete` is false while a backlog is "
+                    "being caught up or after events were trimmed unread.",
+                    "responses": {
+                        "200": _json(_ref("Stats"), "The numbers."),
+                        **_problems(401),
+                    },
+                }
+            },
+            "/dashboard": {
+                "get": {
+                    "operationId": "dashboard",
+                    "summary": "Operations dashboard (sign in with an API key; works offline)",
+                    "security": public,
+                    "responses": {
+                        "200": {
+                            "description": "The page.",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        }
                     },
                 }
             },

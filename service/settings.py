@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +15,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from service.callbacks import decode_signing_secret
 from service.fal_webhooks import WebhookTokens
 from service.prices import PriceTable
+
+# A CSP host source: scheme://host[:port or :*], no path, quote, semicolon or space.
+_CSP_SOURCE = re.compile(r"https?://[A-Za-z0-9.*-]+(:(\d{1,5}|\*))?")
 
 
 class Settings(BaseSettings):
@@ -118,6 +122,13 @@ class Settings(BaseSettings):
     # One try's budget for all of a job's files: 2 GiB at a modest 20 MB/s is under two
     # minutes; a stalled download must not hold a worker slot for ever.
     mirror_timeout_s: float = Field(default=15.0, gt=0)
+    # The dashboard plays result videos from fal's CDN (https). Other origins it may load
+    # videos and images from go here, e.g. the local simulator's http://127.0.0.1:8100.
+    dashboard_media_origins: Annotated[str, NoDecode] = Field(
+        default="",
+        description="Space- or comma-separated origins, beyond https:, that /dashboard may "
+        "play result videos and show input images from",
+    )
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -191,6 +202,15 @@ class Settings(BaseSettings):
             raise ValueError("must be `json` or `console`")
         return value
 
+    @field_validator("dashboard_media_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: str) -> str:
+        # Each lands in a Content-Security-Policy: refuse anything that could end a directive.
+        for origin in value.replace(",", " ").split():
+            if not _CSP_SOURCE.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin like https://media.example:443")
+        return value
+
     @field_validator("callback_signing_secret")
     @classmethod
     def _secret_is_whsec(cls, value: SecretStr) -> SecretStr:
@@ -227,6 +247,10 @@ class Settings(BaseSettings):
     @cached_property
     def allowed_endpoint_patterns(self) -> tuple[str, ...]:
         return tuple(part.strip() for part in self.allowed_endpoints.split(",") if part.strip())
+
+    @cached_property
+    def dashboard_media_origin_list(self) -> tuple[str, ...]:
+        return tuple(part for part in self.dashboard_media_origins.replace(",", " ").split())
 
     def price_table(self) -> PriceTable:
         return PriceTable.from_overrides(self.price_overrides)

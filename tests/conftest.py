@@ -155,6 +155,8 @@ def settings(
         # The local default: no bucket, files in a folder served by the API.
         media_local_dir=tmp_path_factory.mktemp("media"),
         media_allow_private_sources=True,
+        # The dashboard's browser tests play the simulator's videos (http, not fal's https CDN).
+        dashboard_media_origins=simulator.url,
     )
 
 
