@@ -527,7 +527,7 @@ function fact(name, value) {
 }
 
 function timelineRow(move) {
-  return el("li", {}, el("time", { text: when(move.at) }), " ", move.from ? badge(move.from) : el("span", { className: "muted", text: "created" }), " → ", badge(move.to), move.reason ? el("small", { text: ` ${move.reason}` }) : null);
+  return el("li", {}, el("time", { text: when(move.at) }), " ", move.from ? [badge(move.from), " → "] : null, badge(move.to), move.reason ? el("small", { text: ` ${move.reason}` }) : null);
 }
 
 function derivedTimeline(job) {
