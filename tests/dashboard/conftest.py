@@ -29,7 +29,10 @@ if not Path(CHROMIUM).exists():
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, sync_playwright  # noqa: E402
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is open it holds an event loop on the
+# main thread, and every later test's asyncio.run() would refuse to start. All browser tests
+# live in one module, so this is still one browser for all of them.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
