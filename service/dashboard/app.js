@@ -113,7 +113,9 @@ async function api(path, { method = "GET", body, signal } = {}) {
   } catch {
     data = { detail: text };
   }
-  if (response.status === 401 && key()) {
+  // Only /v1/stats decides whether the key is still good: an operator key is refused (401) by
+  // tenant-only endpoints such as /v1/endpoints, and that must not sign the operator out.
+  if (response.status === 401 && path === "/v1/stats" && key()) {
     signOut("The server no longer accepts this key.");
     throw new ApiError(401, data);
   }
@@ -453,7 +455,7 @@ async function jobsView(view, signal) {
   const table = el("table", { className: "jobs", id: "jobs" });
   const pager = el("div", { className: "pager" });
   append(view, [filters, table, pager]);
-  api("/v1/endpoints", { signal }).then(({ data }) => {
+  if (!operator) api("/v1/endpoints", { signal }).then(({ data }) => {
     append(endpoints, (data.endpoints || []).map((e) => el("option", { value: e.endpoint })));
   }).catch(() => {});
 

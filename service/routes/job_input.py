@@ -10,15 +10,15 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from service.auth import authenticate
+from service.auth import acting_tenant
 from service.context import ApiContext
 from service.errors import NotFound
 
 
 async def get_job_input(request: Request) -> Response:
     ctx: ApiContext = request.app.state.ctx
-    tenant = authenticate(request)
     job_id = request.path_params["job_id"]
+    tenant, _ = await acting_tenant(request, job_id)
     job = await ctx.store.get(job_id)
     if job is None or job.tenant != tenant:
         raise NotFound(f"No job {job_id!r}.")

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from service import metrics
-from service.auth import admin_name, authenticate
+from service.auth import acting_tenant, admin_name, authenticate
 from service.bodies import read_json
 from service.cancellation import CancelOutcome, cancel_job
 from service.context import ApiContext
@@ -88,19 +88,22 @@ def _wait_param(request: Request) -> int:
 async def get_job(request: Request) -> Response:
     """The job; with `?wait=N`, as soon as it is finished or after N seconds (a long-poll)."""
     ctx: ApiContext = request.app.state.ctx
-    tenant = await authenticate(request)
     job_id = request.path_params["job_id"]
+    tenant, as_admin = await acting_tenant(request, job_id)
     wait_s = min(_wait_param(request), ctx.settings.wait_max_s)
     job = await wait_for_job(ctx.store, ctx.waiters, job_id, wait_s, tenant=tenant)
     if job is None:
         raise NotFound(f"No job {job_id!r}.")
+    if as_admin:  # as in an admin's listing: say whose job it is
+        resource = {**job.to_resource(), "tenant": job.tenant}
+        return JSONResponse(resource, headers={"Location": f"/v1/jobs/{job.id}"})
     return _job_response(job, status_code=200)
 
 
 async def cancel(request: Request) -> Response:
     """200 with the job once cancelled; 202 while fal is asked to; 409 if it already ended."""
     ctx: ApiContext = request.app.state.ctx
-    tenant = await authenticate(request)
+    tenant, _ = await acting_tenant(request, request.path_params["job_id"])
     cancelled = await cancel_job(ctx, tenant, request.path_params["job_id"])
     status_code = 200 if cancelled.outcome is CancelOutcome.CANCELLED else 202
     return _job_response(cancelled.job, status_code=status_code)

@@ -11,8 +11,11 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.conftest import (
+    ADMIN_KEY,
     TENANT_A_KEY,
+    TENANT_B_KEY,
     CallbackReceiver,
+    bearer,
     i2v_body,
     is_terminal,
     wait_for,
@@ -116,6 +119,25 @@ def test_the_job_list_shows_the_jobs_a_test_made(
     page.select_option("#filters select[name=status]", "queued")
     page.click("#filters button[type=submit]")
     expect(page.locator(f'#jobs tr[data-job="{made[0]}"]')).to_have_count(0)
+    assert tab.errors == []
+
+
+def test_an_operator_key_sees_every_tenants_jobs(
+    tab: Tab, system: ServerThread, client: httpx.Client
+) -> None:
+    mine = completed_job(client)["id"]
+    with httpx.Client(base_url=system.url, headers=bearer(TENANT_B_KEY), timeout=10) as other:
+        theirs = completed_job(other)["id"]
+    page = tab.page
+    sign_in(page, system.url, key=ADMIN_KEY)
+    expect(page.locator("#who")).to_have_text("operator · all tenants")
+    expect(page.locator("#overview")).to_contain_text("Tenants")
+    page.click("#nav a[data-view=jobs]")
+    expect(page.locator(f'#jobs tr[data-job="{mine}"]')).to_contain_text("tenant-a")
+    expect(page.locator(f'#jobs tr[data-job="{theirs}"]')).to_contain_text("tenant-b")
+    page.click(f'#jobs tr[data-job="{theirs}"] a')
+    expect(page.locator("#result-video")).to_be_visible()
+    expect(page.locator(".facts")).to_contain_text("tenant-b")
     assert tab.errors == []
 
 
