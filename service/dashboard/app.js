@@ -381,7 +381,8 @@ async function overviewView(view, signal) {
   };
   signal.addEventListener("abort", () => clearTimeout(pending));
   await refresh();
-  if (has("GET", "/v1/events")) {
+  // The event streams answer tenant keys only (an operator key gets 401): operators poll.
+  if (has("GET", "/v1/events") && !state.scope?.all_tenants) {
     view.append(card("Recent state changes", feed));
     followEvents("/v1/events", ({ data }) => {
       const move = transition(data);
@@ -394,7 +395,7 @@ async function overviewView(view, signal) {
       schedule();
     }, signal, (s) => { liveNote.textContent = s === "live" ? "live · event stream" : "reconnecting to the event stream…"; });
   } else {
-    liveNote.textContent = `the event stream (GET /v1/events) is not available on this server: refreshing every ${POLL_MS / 1000} s`;
+    liveNote.textContent = `the event stream (GET /v1/events) is not available to this key: refreshing every ${POLL_MS / 1000} s`;
     const timer = setInterval(() => refresh().catch(() => {}), POLL_MS);
     signal.addEventListener("abort", () => clearInterval(timer));
   }
@@ -682,7 +683,7 @@ async function jobView(view, signal, jobId) {
     if (!signal.aborted) input.append(notice(`The input could not be read: ${error.message}`, "warn"));
   });
 
-  if (has("GET", "/v1/jobs/{job_id}/events")) {
+  if (has("GET", "/v1/jobs/{job_id}/events") && !state.scope?.all_tenants) {
     // Replays the job's history, follows it live, and ends after the terminal event.
     let lastId = null;
     const onEvent = ({ id, data }) => {
@@ -707,7 +708,7 @@ async function jobView(view, signal, jobId) {
     const drawDerived = () => {
       clear(timeline);
       append(timeline, derivedTimeline(job).map(timelineRow));
-      timeline.append(el("li", { className: "muted", text: "(from the job's timestamps: the job event stream is not available on this server)" }));
+      timeline.append(el("li", { className: "muted", text: "(from the job's timestamps: the job event stream is not available to this key)" }));
     };
     drawDerived();
     const timer = setInterval(async () => {
