@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: run test check lint types fuzz bench scaleout clean
+.PHONY: run test check lint types fuzz bench scaleout bench-longpoll clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "vidhook needs Python 3.11+; set PYTHON=python3.11")'
@@ -47,6 +47,10 @@ bench: $(BENCH_STAMP)
 # N API processes x M workers on one Redis, N, M in {1, 2} (~2 min; docs/capacity.md).
 scaleout: $(STAMP)
 	$(BIN)/python -m bench.scaleout $(SCALEOUT_ARGS)
+
+# 1,000 concurrent long-polls against one API process: Redis commands per long-poll (~1 min).
+bench-longpoll: $(STAMP)
+	$(BIN)/python -m bench.longpoll $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .vidhook .pytest_cache .mypy_cache .ruff_cache tests/js/node_modules

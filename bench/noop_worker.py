@@ -17,6 +17,7 @@ import uvloop
 from arq.connections import RedisSettings
 from arq.worker import Worker, func
 
+from service import tasks
 from service.cli import load_settings
 
 
@@ -39,6 +40,8 @@ def main() -> None:
         poll_delay=settings.worker_poll_delay_s,
         handle_signals=True,
         log_results=False,
+        job_serializer=tasks.serialize,
+        job_deserializer=tasks.deserialize,
     ).run()
 
 

@@ -49,13 +49,14 @@ from typing import Any
 import uvloop
 from arq.connections import ArqRedis
 from arq.jobs import deserialize_result
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 
 from bench import report
 from bench.loadgen import LoadGenerator, Sent, load_requests
 from bench.peer import RESULT_VIDEO_BYTES, ok_webhook_payload
 from bench.profile import sampled
 from bench.stack import Stack, clean_environment, ports
+from service import tasks
 from service.dev.simulator.signing import WebhookSigner
 from service.settings import Settings
 
@@ -153,6 +154,10 @@ class Bench:
             "CALLBACK_SIGNING_SECRET": CALLBACK_SECRET,
             # The peer, which receives the callbacks, listens on loopback.
             "CALLBACK_ALLOW_PRIVATE_TARGETS": "true",
+            # The figures are the gateway's own: copying outputs costs their size over the
+            # link to fal's CDN, which no local run measures honestly (README: Media).
+            "MEDIA_MIRROR": "false",
+            "MEDIA_LOCAL_DIR": str(self.out_dir / "media"),
             "HOST": "127.0.0.1",
             "PORT": str(self.api_port),
             "LOG_LEVEL": "info",
@@ -453,7 +458,7 @@ class Bench:
                 raw = await pipe.execute()
         finally:
             await redis.aclose()
-        results = [deserialize_result(r) for r in raw if r]
+        results = [deserialize_result(r, deserializer=tasks.deserialize) for r in raw if r]
         first = min(r.start_time for r in results)
         last = max(r.finish_time for r in results)
         elapsed_s = (last - first).total_seconds()
@@ -469,13 +474,15 @@ class Bench:
         }
 
     async def enqueue_noops(self, count: int) -> list[str]:
-        redis = ArqRedis.from_url(self.redis_url)
+        pool = ConnectionPool.from_url(self.redis_url)
+        redis = ArqRedis(pool, job_serializer=tasks.serialize, job_deserializer=tasks.deserialize)
         try:
             ids = [f"noop_{uuid.uuid4().hex}" for _ in range(count)]
             for task_id in ids:
                 await redis.enqueue_job("noop", task_id, _job_id=task_id, _queue_name=NOOP_QUEUE)
         finally:
             await redis.aclose()
+            await pool.aclose()
         return ids
 
     def phase_dispatch(self) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Collection
 from starlette.requests import Request
 
 from service.context import ApiContext, key_digest
-from service.errors import Unauthorized
+from service.errors import NotFound, Unauthorized
 
 BEARER = frozenset({"bearer"})
 FAL_KEY = frozenset({"key"})
@@ -51,3 +51,19 @@ def admin_name(request: Request) -> str | None:
     ctx: ApiContext = request.app.state.ctx
     key = _key(request, BEARER)
     return ctx.admins_by_key_digest.get(key_digest(key)) if key else None
+
+
+async def acting_tenant(request: Request, job_id: str) -> tuple[str, bool]:
+    """The tenant a call on job `job_id` acts for, and whether an admin key makes it.
+
+    A tenant key acts for its own tenant (another tenant's job then answers 404 as usual). An
+    ADMIN_API_KEYS key acts for the job's owner, so an operator can read and cancel any job;
+    for a job that does not exist it raises NotFound. Unauthorized for any other key.
+    """
+    if admin_name(request) is None:
+        return await authenticate(request), False
+    ctx: ApiContext = request.app.state.ctx
+    job = await ctx.store.get(job_id)
+    if job is None:
+        raise NotFound(f"No job {job_id!r}.")
+    return job.tenant, True

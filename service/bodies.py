@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 
+from service import plainjson
 from service.errors import MalformedBody, PayloadTooLarge, UnsupportedMedia
 
 
@@ -26,12 +26,24 @@ async def read_limited(request: Request, max_bytes: int) -> bytes:
 
 
 async def read_json(request: Request, max_bytes: int) -> Any:
-    """The body decoded as JSON; 415 for other media types, 400 for bytes that are not JSON."""
+    """The body decoded as JSON; 415 for other media types, 400 for bytes that are not JSON.
+
+    Strict UTF-8, and a parser overflow is a 400 too (see `service.plainjson`); what the
+    value holds is checked by the validator.
+    """
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type and media_type != "application/json" and not media_type.endswith("+json"):
         raise UnsupportedMedia(f"Send the body as application/json, not {media_type}.")
     raw = await read_limited(request, max_bytes)
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedBody(f"The body is not valid JSON: {exc}") from exc
+        return plainjson.loads(raw)
+    except plainjson.NotJson as exc:
+        raise malformed(exc) from exc
+
+
+def malformed(exc: plainjson.NotJson) -> MalformedBody:
+    """The 400 for bytes that are not readable JSON, with the body as the problem's path."""
+    error: dict[str, Any] = {"path": [], "message": exc.message, "type": exc.type}
+    if exc.offset is not None:
+        error["ctx"] = {"offset": exc.offset}
+    return MalformedBody(exc.message, errors=[error])

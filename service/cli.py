@@ -7,6 +7,7 @@ them); operator commands (`jobs`, `callbacks`, `keys`) need only REDIS_URL.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -54,7 +55,9 @@ def run_api() -> None:
         access_log=settings.access_log,
         proxy_headers=False,
         server_header=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        # On SIGTERM uvicorn stops accepting and lets requests in flight (webhooks included)
+        # finish for this long before it cancels them.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
     )
 
 

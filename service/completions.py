@@ -13,7 +13,13 @@ from typing import Any
 
 from service import metrics
 from service.fal import normalise_detail
-from service.jobs import VIDHOOK_ORIGIN, JobStatus, fetch_result_task_id, notify_task_id
+from service.jobs import (
+    VIDHOOK_ORIGIN,
+    JobStatus,
+    fetch_result_task_id,
+    mirror_task_id,
+    notify_task_id,
+)
 from service.store import JobStore, Moved, Task, now_ms
 
 logger = logging.getLogger("vidhook.jobs")
@@ -102,14 +108,37 @@ def outcome_from_webhook(payload: dict[str, Any], request_id: str) -> FalOutcome
     )
 
 
-async def finish_job(store: JobStore, job_id: str, outcome: FalOutcome, *, source: str) -> Moved:
+MIRROR_PENDING = json.dumps({"status": "pending"})
+
+
+def completion_follow_ups(job_id: str, status: JobStatus, *, mirror_outputs: bool) -> list[Task]:
+    """The tasks a finished job's recording enqueues.
+
+    A completed job whose outputs are mirrored gets `mirror_job`, which enqueues the callback
+    itself once the files are copied (or copying gave up); otherwise the callback goes now,
+    if the job has a callback_url.
+    """
+    if mirror_outputs and status is JobStatus.COMPLETED:
+        return [Task(mirror_task_id(job_id), "mirror_job", (job_id,))]
+    return [Task(notify_task_id(job_id), "notify_job", (job_id,), only_if_set="callback_url")]
+
+
+async def finish_job(
+    store: JobStore,
+    job_id: str,
+    outcome: FalOutcome,
+    *,
+    source: str,
+    mirror_outputs: bool = False,
+) -> Moved:
     """Move an active job to completed or failed from fal's outcome, at most once.
 
     `source` (webhook, result, status, submit, dispatch) is the event's reason. An outcome
     without its result moves the job to in_progress and enqueues the fetch instead. The
-    client's callback, if the job has one, is enqueued in the same atomic step (the script
-    reads the job's callback_url, so callers need not). A job already finished keeps
-    its state; the late report is logged to its events.
+    follow-ups (`completion_follow_ups`: the client's callback, or with `mirror_outputs` the
+    copy of a completed job's files) are enqueued in the same atomic step (the script reads
+    the job's callback_url, so callers need not). A job already finished keeps its state;
+    the late report is logged to its events.
     """
     request_fields: dict[str, str | int] = {}
     if outcome.request_id:
@@ -136,15 +165,16 @@ async def finish_job(store: JobStore, job_id: str, outcome: FalOutcome, *, sourc
             fields["failure_origin"] = VIDHOOK_ORIGIN
     else:
         status, fields = JobStatus.COMPLETED, {"result": json.dumps(outcome.result)}
+    follow_ups = completion_follow_ups(job_id, status, mirror_outputs=mirror_outputs)
+    if any(task.function == "mirror_job" for task in follow_ups):
+        fields["mirror"] = MIRROR_PENDING
     moved = await store.transition(
         job_id,
         status,
         reason=source,
         # The input (possibly megabytes of data URIs) is no longer needed once fal is done.
         fields={**request_fields, **fields, "completed_at_ms": now_ms(), "input": ""},
-        follow_ups=[
-            Task(notify_task_id(job_id), "notify_job", (job_id,), only_if_set="callback_url")
-        ],
+        follow_ups=follow_ups,
         refused_event={
             "event": "late_outcome",
             "source": source,

@@ -12,9 +12,13 @@ from service.apikeys import ApiKeyStore
 from service.fal import FalQueueClient
 from service.fal_webhooks import FalWebhookVerifier, JwksCache
 from service.job_index import JobIndex
+from service.media import MediaStore
 from service.prices import PriceTable
 from service.settings import Settings
+from service.stats import Stats
 from service.store import JobStore
+from service.streams import TenantFeeds
+from service.waiters import JobWaiters
 
 
 @dataclass(slots=True)
@@ -25,13 +29,17 @@ class ApiContext:
     store: JobStore
     verifier: FalWebhookVerifier
     prices: PriceTable
+    waiters: JobWaiters
+    feeds: TenantFeeds
     # For the calls the API itself makes to fal (cancel); submits stay with the workers.
     fal: FalQueueClient
+    media: MediaStore
     jwks: JwksCache | None = None
     tenants_by_key_digest: dict[bytes, str] = field(default_factory=dict)
     admins_by_key_digest: dict[bytes, str] = field(default_factory=dict)
     api_keys: ApiKeyStore = field(init=False)
     index: JobIndex = field(init=False)
+    stats: Stats = field(init=False)
 
     def __post_init__(self) -> None:
         # Looked up by digest so that the dict lookup's timing says nothing about real keys.
@@ -43,6 +51,7 @@ class ApiContext:
         }
         self.api_keys = ApiKeyStore(self.redis, self.store.keys)
         self.index = JobIndex(self.redis, self.store.keys)
+        self.stats = Stats(self.redis, self.store.keys)
 
 
 def key_digest(api_key: str) -> bytes:

@@ -9,7 +9,8 @@ DomainError
  ├── IdempotencyKeyReused  the key already made a different job (`job_id`)
  ├── JobNotFound           no such job for this tenant
  ├── JobAlreadyFinished    the job (or fal's request) has already ended; nothing to cancel
- └── UpstreamUnavailable   fal could not be asked (cancel), try again later
+ ├── UpstreamUnavailable   fal could not be asked (cancel), try again later
+ └── MediaStoreUnavailable a file could not be stored (large data URIs), try again later
 """
 
 from __future__ import annotations
@@ -50,3 +51,7 @@ class JobAlreadyFinished(DomainError):
 
 class UpstreamUnavailable(DomainError):
     """fal did not answer a call the domain needed; nothing was changed."""
+
+
+class MediaStoreUnavailable(DomainError):
+    """The media store refused a file the request needed stored; no job was recorded."""

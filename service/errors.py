@@ -3,18 +3,23 @@
 ApiError
  ├── Unauthorized        401  no or unknown API key
  ├── Forbidden           403  a call this service will not make on the caller's behalf
+ ├── WebhookRefused      403  a fal webhook not signed by fal for this job (not an API-key matter)
  ├── NotFound            404  no such resource for this tenant
  ├── MalformedBody       400  not JSON, or not the JSON shape expected
  ├── BadRequest          400  a header the call needs is missing or unreadable
- ├── UnsupportedMedia    415  not application/json
+ ├── UnsupportedMedia    415  not application/json; an upload that is no accepted type
  ├── PayloadTooLarge     413  body over the configured limit
  ├── PreconditionFailed  412  a proxy target outside fal's hosts
  ├── Conflict            409  an Idempotency-Key reused for a different request
  ├── InvalidRequest      422  every validation problem at once, each with a path
- └── BadGateway          502  fal could not be reached for a call that needed it
+ ├── BadGateway          502  fal could not be reached for a call that needed it
+ └── StorageUnavailable  503  the media store refused or could not be reached
+ └── Unavailable         503  Redis or fal's JWKS unreachable; `Retry-After` says when
 
 The domain's refusals (`service.domain_errors`) are mapped onto this tree in one place,
-`api_error_for`, so every /v1 route answers them the same way.
+`api_error_for`, so every /v1 route answers them the same way. Redis's connection and timeout
+errors (an outage, a full connection pool) are answered here too, once, as Unavailable: a
+dependency outage is the client's cue to retry, not a bug.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -33,6 +40,7 @@ from service.domain_errors import (
     IdempotencyKeyReused,
     JobAlreadyFinished,
     JobNotFound,
+    MediaStoreUnavailable,
     RequestRejected,
     UpstreamUnavailable,
 )
@@ -69,7 +77,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "detail": {"type": "string"},
         "errors": {
             "type": "array",
-            "description": "Every validation problem at once (422 only).",
+            "description": "Every problem at once, each with a path (400 and 422).",
             "items": {"$ref": "#/components/schemas/FieldError"},
         },
         "job_id": {"type": "string", "description": "The job an Idempotency-Key points at (409)."},
@@ -113,6 +121,12 @@ class PreconditionFailed(ApiError):
     status_code = 412
     slug = "precondition-failed"
     title = "Precondition failed"
+
+
+class WebhookRefused(ApiError):
+    status_code = 403
+    slug = "webhook-refused"
+    title = "Webhook refused"
 
 
 class NotFound(ApiError):
@@ -189,7 +203,29 @@ def api_error_for(exc: DomainError) -> ApiError:
         return NotFound(str(exc))
     if isinstance(exc, UpstreamUnavailable):
         return BadGateway(str(exc))
+    if isinstance(exc, MediaStoreUnavailable):
+        return StorageUnavailable(str(exc))
     return ApiError(str(exc))
+
+
+class StorageUnavailable(ApiError):
+    status_code = 503
+    slug = "storage-unavailable"
+    title = "The media store is unavailable"
+
+
+class Unavailable(ApiError):
+    status_code = 503
+    slug = "unavailable"
+    title = "Service temporarily unavailable"
+
+    def __init__(self, detail: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
+# What redis-py raises when Redis is down, slow, or every pooled connection is busy.
+REDIS_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
 
 
 def problem_response(problem: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
@@ -203,13 +239,33 @@ def problem_response(problem: dict[str, Any], headers: dict[str, str] | None = N
 
 async def handle_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    headers: dict[str, str] | None = None
+    if isinstance(exc, Unauthorized):
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(exc, Unavailable):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     return problem_response(exc.problem(), headers)
 
 
 async def handle_domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
     return problem_response(api_error_for(exc).problem())
+
+
+async def handle_redis_unavailable(request: Request, exc: Exception) -> Response:
+    logger.warning(
+        "Redis unavailable on %s %s: %s: %s",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+        exc,
+    )
+    # A create whose reply was lost may have been applied: the client's Idempotency-Key makes
+    # the retry safe, which is why the detail says so.
+    unavailable = Unavailable(
+        "The job store is unreachable right now; retry (with the same Idempotency-Key)."
+    )
+    return await handle_api_error(request, unavailable)
 
 
 async def handle_http_exception(request: Request, exc: Exception) -> Response:

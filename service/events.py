@@ -29,10 +29,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
-from service.jobs import JobStatus
+from service.jobs import JobStatus, iso_from_ms
 from service.keys import RedisKeys
 
 # The raw shape redis-py returns for one stream entry.
@@ -72,6 +73,39 @@ class JobEvent:
             at_ms=int(text("at_ms")),
             reason=text("reason"),
         )
+
+    def to_resource(self) -> dict[str, Any]:
+        """The event as the API shows it (SSE `data:`), described by `EVENT_SCHEMA`."""
+        return {
+            "id": self.id,
+            "job_id": self.job_id,
+            "tenant": self.tenant,
+            "endpoint": self.endpoint,
+            "from": self.from_status.value if self.from_status else None,
+            "to": self.to_status.value,
+            "at": iso_from_ms(self.at_ms),
+            "at_ms": self.at_ms,
+            "reason": self.reason,
+        }
+
+
+EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "One state change of one job. `id` is its entry id in the event stream "
+    "(`<ms>-<seq>`): send it back as Last-Event-ID to resume after it.",
+    "required": ["id", "job_id", "tenant", "endpoint", "from", "to", "at", "at_ms", "reason"],
+    "properties": {
+        "id": {"type": "string", "pattern": r"^\d+-\d+$"},
+        "job_id": {"type": "string"},
+        "tenant": {"type": "string"},
+        "endpoint": {"type": "string"},
+        "from": {"enum": [*(status.value for status in JobStatus), None]},
+        "to": {"enum": [status.value for status in JobStatus]},
+        "at": {"type": "string", "format": "date-time"},
+        "at_ms": {"type": "integer"},
+        "reason": {"type": "string"},
+    },
+}
 
 
 class EventLog:

@@ -12,6 +12,7 @@ Error tree (everything an upstream call can raise):
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from enum import StrEnum
@@ -119,25 +120,35 @@ class FalQueueClient:
         queue_base_url: str,
         api_key: str,
         submit_timeout_s: float = 15.0,
+        status_timeout_s: float = 5.0,
     ) -> None:
         self._client = client
         self._base = queue_base_url.rstrip("/")
         self._headers = {"Authorization": f"Key {api_key}"}
+        # httpx's timeouts bound each phase and each read; the deadlines bound the whole call,
+        # so that a worker's ARQ timeout (and with it kill recovery) can be derived from them.
+        self._submit_deadline_s = submit_timeout_s
         self._submit_timeout = httpx.Timeout(submit_timeout_s, connect=min(5.0, submit_timeout_s))
+        self._status_deadline_s = status_timeout_s
+        self._status_timeout = httpx.Timeout(status_timeout_s)
 
     async def submit(self, endpoint: str, fal_input: bytes, *, webhook_url: str) -> SubmitReceipt:
-        """POST the input to `{queue}/{endpoint}?fal_webhook=…`; raises a FalError on failure."""
+        """POST the input to `{queue}/{endpoint}?fal_webhook=…`; raises a FalError on failure.
+
+        Takes at most `submit_timeout_s` in all.
+        """
         try:
-            response = await self._client.post(
-                f"{self._base}/{endpoint}",
-                params={"fal_webhook": webhook_url},
-                content=fal_input,
-                headers={**self._headers, "Content-Type": "application/json"},
-                timeout=self._submit_timeout,
-            )
+            async with asyncio.timeout(self._submit_deadline_s):
+                response = await self._client.post(
+                    f"{self._base}/{endpoint}",
+                    params={"fal_webhook": webhook_url},
+                    content=fal_input,
+                    headers={**self._headers, "Content-Type": "application/json"},
+                    timeout=self._submit_timeout,
+                )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise FalUnavailable(f"could not connect to fal: {type(exc).__name__}") from exc
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, TimeoutError) as exc:
             raise FalAmbiguous(f"fal submit interrupted: {type(exc).__name__}") from exc
         if response.is_success:
             return _receipt(response)
@@ -190,9 +201,13 @@ class FalQueueClient:
         raise _classify(response, "cancel")
 
     async def _get(self, url: str, params: dict[str, str] | None = None) -> httpx.Response:
+        """One status or result GET, taking at most `status_timeout_s` in all."""
         try:
-            return await self._client.get(url, params=params, headers=self._headers)
-        except httpx.TransportError as exc:
+            async with asyncio.timeout(self._status_deadline_s):
+                return await self._client.get(
+                    url, params=params, headers=self._headers, timeout=self._status_timeout
+                )
+        except (httpx.TransportError, TimeoutError) as exc:
             raise FalUnavailable(f"fal did not answer: {type(exc).__name__}") from exc
 
 

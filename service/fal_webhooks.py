@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ REQUEST_ID_HEADER = "x-fal-webhook-request-id"
 USER_ID_HEADER = "x-fal-webhook-user-id"
 TIMESTAMP_HEADER = "x-fal-webhook-timestamp"
 SIGNATURE_HEADER = "x-fal-webhook-signature"
+
+logger = logging.getLogger("vidhook.webhooks")
 
 
 class WebhookTokens:
@@ -59,11 +62,22 @@ def _b64url_decode(value: str) -> bytes:
     return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
 
 
+class JwksUnavailable(Exception):
+    """No key to verify with: fal's JWKS cannot be fetched and none was fetched before.
+
+    Not a verdict on the delivery: the receiver answers 503 so that fal delivers it again.
+    """
+
+
 class JwksCache:
     """fal's public keys, cached for `ttl_s` and re-fetched early when a signature matches none.
 
-    Early re-fetches are rate-limited so that a flood of forged deliveries cannot turn into a
-    flood of JWKS requests.
+    One fetch at a time: deliveries that find the cache cold wait for the fetch already under
+    way and use its answer. Once keys are known they are served while a newer copy is fetched
+    in the background, so fal's JWKS being slow or down never delays a delivery. A failed fetch
+    is remembered for `failure_backoff_s` (deliveries meanwhile do not try again, and do not
+    wait). Early re-fetches after an unknown signature are rate-limited, so that a flood of
+    forged deliveries cannot turn into a flood of JWKS requests.
     """
 
     def __init__(
@@ -73,43 +87,71 @@ class JwksCache:
         *,
         ttl_s: float = 3600.0,
         min_refresh_interval_s: float = 10.0,
+        failure_backoff_s: float = 5.0,
+        fetch_timeout_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
         self._url = url
         self._ttl_s = ttl_s
         self._min_refresh_interval_s = min_refresh_interval_s
+        self._failure_backoff_s = failure_backoff_s
+        self._fetch_timeout_s = fetch_timeout_s
         self._clock = clock
         self._keys: list[Ed25519PublicKey] = []
         self._fetched_at: float | None = None
+        self._failed_at: float | None = None
         self._lock = asyncio.Lock()
+        self._background: asyncio.Task[None] | None = None
 
     async def keys(self) -> list[Ed25519PublicKey]:
-        """The cached keys, fetched first if there are none or they are older than the TTL."""
-        if self._fetched_at is None or self._clock() - self._fetched_at > self._ttl_s:
-            await self._refresh()
+        """The keys to verify with; raises JwksUnavailable when there are none at all."""
+        fetched_at = self._fetched_at
+        if fetched_at is not None and self._clock() - fetched_at <= self._ttl_s:
+            return self._keys
+        if self._keys:
+            # Expired, but keys rotate slowly: serve these while a fresh copy is fetched.
+            if self._background is None or self._background.done():
+                self._background = asyncio.create_task(self._refresh(fetched_at))
+            return self._keys
+        await self._refresh(fetched_at)
+        if not self._keys:
+            raise JwksUnavailable(f"cannot fetch fal's JWKS from {self._url}")
         return self._keys
 
     async def refresh_if_allowed(self) -> bool:
-        """Fetch again now unless the last fetch was very recent; True if keys were fetched."""
+        """Fetch again now unless the last fetch was very recent; True if newer keys are in."""
         fetched_at = self._fetched_at
         if fetched_at is not None and self._clock() - fetched_at < self._min_refresh_interval_s:
             return False
-        await self._refresh()
-        return True
+        await self._refresh(fetched_at)
+        return self._fetched_at != fetched_at
 
-    async def _refresh(self) -> None:
+    async def _refresh(self, seen_fetched_at: float | None) -> None:
+        """Fetch, unless someone did (or failed to, recently) while this caller waited."""
         async with self._lock:
+            if self._fetched_at != seen_fetched_at:
+                return
+            failed_at = self._failed_at
+            if failed_at is not None and self._clock() - failed_at < self._failure_backoff_s:
+                return
             try:
-                response = await self._client.get(self._url, timeout=10.0)
+                response = await self._client.get(self._url, timeout=self._fetch_timeout_s)
                 response.raise_for_status()
-                document = response.json()
-            except (httpx.HTTPError, ValueError) as exc:
-                if self._keys:
-                    return  # keep serving the keys we have; fal's JWKS may be briefly down
-                raise WebhookRejected(f"cannot fetch fal's JWKS: {type(exc).__name__}") from exc
-            self._keys = _parse_jwks(document)
-            self._fetched_at = self._clock()
+                keys = _parse_jwks(response.json())
+            except (httpx.HTTPError, ValueError, WebhookRejected) as exc:
+                self._failed_at = self._clock()
+                logger.warning(
+                    "cannot fetch fal's JWKS (%s); %s",
+                    type(exc).__name__,
+                    "serving the cached keys" if self._keys else "no keys to verify with",
+                )
+                return
+            if not keys:
+                self._failed_at = self._clock()
+                logger.warning("fal's JWKS holds no Ed25519 key; keeping the cached ones")
+                return
+            self._keys, self._fetched_at, self._failed_at = keys, self._clock(), None
 
 
 def _parse_jwks(document: object) -> list[Ed25519PublicKey]:
@@ -139,7 +181,7 @@ class FalWebhookVerifier:
         self._clock = clock
 
     async def verify(self, headers: Mapping[str, str], body: bytes) -> VerifiedDelivery:
-        """Return who sent the delivery, or raise WebhookRejected."""
+        """Return who sent the delivery; raise WebhookRejected, or JwksUnavailable (no keys)."""
         request_id = headers.get(REQUEST_ID_HEADER)
         user_id = headers.get(USER_ID_HEADER)
         timestamp = headers.get(TIMESTAMP_HEADER)

@@ -14,10 +14,16 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from service import metrics
+from service import metrics, plainjson
 from service.context import ApiContext
-from service.domain_errors import IdempotencyKeyReused, JobNotFound, RequestRejected
+from service.domain_errors import (
+    IdempotencyKeyReused,
+    JobNotFound,
+    MediaStoreUnavailable,
+    RequestRejected,
+)
 from service.jobs import CallbackFormat, Job, dispatch_task_id
+from service.media import MediaError, store_large_data_uris
 from service.ssrf import UnsafeTarget, check_url_syntax
 from service.store import CreateOutcome, Task, now_ms
 from service.validation import InputProblem, JobRequest, RequestInvalid, parse_job_request
@@ -52,19 +58,37 @@ async def accept_job(
         RequestRejected: every problem with the body, its callback URL or the key, at once.
         IdempotencyKeyReused: the tenant used the key for a different body.
         JobNotFound: the key's earlier job is past its retention.
+        MediaStoreUnavailable: a large data URI could not be stored.
     """
     job_request = _checked(ctx, body, idempotency_key)
+    try:
+        fal_input = await store_large_data_uris(
+            job_request.spec,
+            job_request.input,
+            ctx.media,
+            min_bytes=ctx.settings.media_data_uri_min_bytes,
+            expires_s=ctx.settings.media_url_ttl_s,
+        )
+    except MediaError as exc:
+        raise MediaStoreUnavailable(str(exc)) from exc
     job = Job.queued(
         new_job_id(),
         tenant,
         job_request.endpoint,
-        job_request.input,
+        fal_input,
         callback_url=job_request.callback_url,
         metadata=job_request.metadata,
         estimated_cost_usd=ctx.prices.estimate(job_request.endpoint, job_request.input),
         created_at_ms=now_ms(),
         callback_format=callback_format,
     )
+    # The last check before anything is written: the job encodes as every later read will.
+    try:
+        plainjson.dumps(job.to_resource())
+    except (TypeError, ValueError) as exc:
+        raise RequestRejected(
+            [InputProblem((), f"The job cannot be encoded as JSON: {exc}", "unencodable")]
+        ) from exc
     fingerprint = ""
     if idempotency_key:
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
@@ -110,7 +134,7 @@ def _checked(ctx: ApiContext, body: Any, idempotency_key: str | None) -> JobRequ
             InputProblem(
                 IDEMPOTENCY_KEY_LOC,
                 f"must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters",
-                "too_long",
+                "too_short" if not idempotency_key else "too_long",
             )
         )
     if problems:

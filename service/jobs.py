@@ -108,6 +108,10 @@ def notify_task_id(job_id: str) -> str:
     return f"notify:{job_id}"
 
 
+def mirror_task_id(job_id: str) -> str:
+    return f"mirror:{job_id}"
+
+
 def fetch_result_task_id(job_id: str) -> str:
     return f"fetch:{job_id}"
 
@@ -166,6 +170,8 @@ class Job:
     callback_last_error: str | None
     callback_format: CallbackFormat = CallbackFormat.VIDHOOK
     cancel_requested_at_ms: int | None = None
+    assets: list[dict[str, Any]] | None = None
+    mirror: dict[str, Any] | None = None
     # The canonical SHA-256 of the input (fal_platform.input_sha256): finds the request in
     # fal's listing after the input itself is dropped.
     input_sha256: str | None = None
@@ -269,6 +275,8 @@ class Job:
             callback_last_error=text("callback_last_error"),
             callback_format=CallbackFormat(text("callback_format") or CallbackFormat.VIDHOOK),
             cancel_requested_at_ms=number("cancel_requested_at_ms"),
+            assets=decoded("assets"),
+            mirror=decoded("mirror"),
             input_sha256=text("input_sha256"),
             submit_unclear_cause=text("submit_unclear_cause"),
             failure_origin=text("failure_origin"),
@@ -295,8 +303,12 @@ class Job:
             "metadata": self.metadata,
             "result": self.result if self.status is JobStatus.COMPLETED else None,
             "error": self.error if self.status is JobStatus.FAILED else None,
+            # Copies of the result's files in our own store, beside `result` (fal's own URLs).
+            "assets": (self.assets or []) if self.status is JobStatus.COMPLETED else [],
             "links": {"self": f"/v1/jobs/{self.id}"},
         }
+        if self.mirror is not None:
+            resource["mirror"] = self.mirror
         if self.status is JobStatus.COMPLETED and self.error is not None:
             # vidhook had failed the job itself before fal's result came: say so.
             resource["superseded"] = {"status": JobStatus.FAILED.value, "error": self.error}
@@ -342,6 +354,21 @@ JOB_ERROR_SCHEMA: dict[str, Any] = {
     },
 }
 
+ASSET_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "One output file of the job, copied from fal into vidhook's media store.",
+    "required": ["kind", "source_url", "url", "key", "bytes", "sha256", "content_type"],
+    "properties": {
+        "kind": {"type": "string", "description": "Where in `result` it was, e.g. `video`."},
+        "source_url": {"type": "string", "description": "fal's URL it was copied from."},
+        "url": {"type": "string", "description": "Pre-signed or public URL of the copy."},
+        "key": {"type": "string", "description": "Object key in the media store."},
+        "bytes": {"type": "integer"},
+        "sha256": {"type": "string"},
+        "content_type": {"type": "string"},
+    },
+}
+
 JOB_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["id", "object", "status", "endpoint", "created_at", "links"],
@@ -373,6 +400,23 @@ JOB_SCHEMA: dict[str, Any] = {
             '{"video": {"url", "content_type", "file_name", "file_size"}}.',
         },
         "error": {"oneOf": [{"type": "null"}, JOB_ERROR_SCHEMA]},
+        "assets": {
+            "type": "array",
+            "description": "The result's files copied into vidhook's media store (empty until "
+            "mirrored, or when mirroring is off or failed).",
+            "items": ASSET_SCHEMA,
+        },
+        "mirror": {
+            "type": "object",
+            "description": "Progress of copying the result's files, when mirroring is on. The "
+            "callback is sent once this is mirrored, skipped or failed.",
+            "required": ["status"],
+            "properties": {
+                "status": {"enum": ["pending", "mirrored", "skipped", "failed"]},
+                "error": {"type": ["string", "null"]},
+                "attempts": {"type": "integer"},
+            },
+        },
         "superseded": {
             "type": "object",
             "description": "On a completed job: the failure vidhook had reported before fal's "

@@ -5,6 +5,8 @@ ARQ's own keys (`arq:job:…`, `arq:result:…`) keep ARQ's names: the worker re
 
 from __future__ import annotations
 
+import re
+
 from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 
 
@@ -34,6 +36,20 @@ class RedisKeys:
     def job_changed(self, job_id: str) -> str:
         """Pub/sub channel announcing each state change of a job (the message: its event id)."""
         return f"{self.prefix}job:{job_id}:changed"
+
+    @property
+    def job_changed_pattern(self) -> str:
+        """PSUBSCRIBE pattern matching every job's `job_changed` channel (and nothing else)."""
+        # The prefix is literal: escape the glob characters Redis would otherwise interpret.
+        literal = re.sub(r"([*?\[\]\\])", r"\\\1", self.prefix)
+        return f"{literal}job:*:changed"
+
+    def job_id_of_changed(self, channel: str) -> str | None:
+        """The job id a `job_changed` channel names, None for any other channel."""
+        head, tail = f"{self.prefix}job:", ":changed"
+        if channel.startswith(head) and channel.endswith(tail) and len(channel) > len(head + tail):
+            return channel[len(head) : -len(tail)]
+        return None
 
     @property
     def events(self) -> str:
@@ -88,3 +104,40 @@ class RedisKeys:
     @staticmethod
     def arq_in_progress(arq_job_id: str) -> str:
         return in_progress_key_prefix + arq_job_id
+
+    # The overview's counters, folded from the event stream by service/stats.py. The fold's
+    # Lua script builds the per-tenant and per-minute names from these prefixes.
+    @property
+    def stats_cursor(self) -> str:
+        """Hash: the id of the last event folded into the counters, and whether any were lost."""
+        return f"{self.prefix}stats:cursor"
+
+    @property
+    def stats_tenants(self) -> str:
+        """Set of every tenant the fold has seen."""
+        return f"{self.prefix}stats:tenants"
+
+    @property
+    def stats_counts_prefix(self) -> str:
+        """`{this}{tenant}`: hash of the tenant's active jobs per status."""
+        return f"{self.prefix}stats:counts:"
+
+    @property
+    def stats_queued_prefix(self) -> str:
+        """`{this}{tenant}`: sorted set of the tenant's queued job ids by queued time (ms)."""
+        return f"{self.prefix}stats:queued:"
+
+    @property
+    def stats_queued_all(self) -> str:
+        """Sorted set of every tenant's queued job ids by queued time (ms)."""
+        return f"{self.prefix}stats:queued-all"
+
+    @property
+    def stats_minute_prefix(self) -> str:
+        """`{this}{tenant}:{minute}`: hash of the tenant's terminal moves in that epoch minute."""
+        return f"{self.prefix}stats:minute:"
+
+    @property
+    def stats_minute_all_prefix(self) -> str:
+        """`{this}{minute}`: hash of every tenant's terminal moves in that epoch minute."""
+        return f"{self.prefix}stats:minute-all:"

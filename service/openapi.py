@@ -12,7 +12,11 @@ from typing import Any
 
 from service.catalog import ENDPOINTS, JSON_SCHEMA_DIALECT, input_json_schema, schema_name
 from service.errors import FIELD_ERROR_SCHEMA, PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA
+from service.events import EVENT_SCHEMA
+from service.files import UPLOAD_MEDIA_TYPES
 from service.jobs import JOB_SCHEMA, JobStatus
+from service.routes.files import FILE_SCHEMA
+from service.stats import STATS_SCHEMA
 from service.validation import job_request_json_schema
 
 REF = "#/components/schemas/{name}"
@@ -32,16 +36,26 @@ def _problems(*codes: int) -> dict[str, Any]:
         401: "Missing or unknown API key.",
         404: "No such resource for this tenant.",
         409: "Idempotency-Key reused for a different request, or the job already ended.",
-        413: "The body is larger than the configured limit.",
-        415: "The body is not application/json.",
+        413: "The body (or the file in it) is larger than the limit.",
+        415: "The body is not of a media type this operation accepts.",
         422: "The request is not valid; every problem is listed.",
+        403: "Not a delivery fal signed for this job.",
         502: "fal could not be reached; nothing was changed.",
-        503: "Redis is unreachable.",
+        503: "A dependency (Redis or the media store; for webhooks also fal's JWKS) is "
+        "unreachable, or (event streams) this process serves as many as it may; retry after "
+        "Retry-After seconds (a create: same Idempotency-Key).",
+    }
+    retry_after = {
+        "Retry-After": {
+            "schema": {"type": "integer", "minimum": 1},
+            "description": "Seconds to wait before retrying.",
+        }
     }
     return {
         str(code): {
             "description": reasons[code],
             "content": {PROBLEM_MEDIA_TYPE: {"schema": _ref("Problem")}},
+            **({"headers": retry_after} if code == 503 else {}),
         }
         for code in codes
     }
@@ -50,6 +64,33 @@ def _problems(*codes: int) -> dict[str, Any]:
 def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
     parameter = {"name": name, "in": "query", "required": False, "schema": schema}
     return {**parameter, "description": description} if description else parameter
+
+
+def _event_stream(description: str) -> dict[str, Any]:
+    # The schema describes one event (as OpenAPI 3.2's itemSchema does for event streams).
+    event = {
+        "type": "object",
+        "required": ["id", "event", "data"],
+        "properties": {
+            "id": {"type": "string", "pattern": r"^\d+-\d+$"},
+            "event": {"type": "string", "pattern": r"^job\.[a-z_]+$"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": _ref("JobEvent"),
+            },
+        },
+    }
+    return {"description": description, "content": {"text/event-stream": {"schema": event}}}
+
+
+LAST_EVENT_ID = {
+    "name": "Last-Event-ID",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "pattern": r"^\d{1,20}-\d{1,20}$"},
+    "description": "Resume after this event (the `id:` of the last event received).",
+}
 
 
 def _version() -> str:
@@ -72,6 +113,13 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
     schemas.update(
         JobRequest=job_request_json_schema(input_ref_template=REF, passthrough=passthrough),
         Job=JOB_SCHEMA,
+        JobEvent={
+            **EVENT_SCHEMA,
+            "properties": {
+                **EVENT_SCHEMA["properties"],
+                "job": {**_ref("Job"), "description": "The finished job (a job's terminal event)."},
+            },
+        },
         FieldError=FIELD_ERROR_SCHEMA,
         JobList={
             "type": "object",
@@ -82,7 +130,19 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                 "next_cursor": {"type": ["string", "null"]},
             },
         },
+        File=FILE_SCHEMA,
         Problem=PROBLEM_SCHEMA,
+        Stats=STATS_SCHEMA,
+        JobInput={
+            "type": "object",
+            "required": ["object", "id", "endpoint", "input"],
+            "properties": {
+                "object": {"const": "job_input"},
+                "id": {"type": "string"},
+                "endpoint": {"type": "string"},
+                "input": {"type": ["object", "null"]},
+            },
+        },
         EndpointList={
             "type": "object",
             "required": ["endpoints", "passthrough"],
@@ -142,7 +202,18 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                             "schema": {"type": "string", "minLength": 1, "maxLength": 255},
                             "description": "Same key and body: the same job back (200). "
                             "Same key, different body: 409. Kept 24 h.",
-                        }
+                        },
+                        {
+                            "name": "Prefer",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string"},
+                            "examples": {"wait": {"value": "wait=10"}},
+                            "description": "RFC 7240. `wait=N` (N ≤ 60): answer with the "
+                            "finished job (200) if it finishes within N s, else the usual 202 "
+                            "then; `Preference-Applied: wait=N` says it was honoured. Other "
+                            "preferences are ignored.",
+                        },
                     ],
                     "requestBody": {
                         "required": True,
@@ -150,8 +221,12 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                     },
                     "responses": {
                         "202": job_response,
-                        "200": {**job_response, "description": "An Idempotency-Key replay."},
-                        **_problems(400, 401, 409, 413, 415, 422),
+                        "200": {
+                            **job_response,
+                            "description": "An Idempotency-Key replay, or a job that finished "
+                            "within `Prefer: wait`.",
+                        },
+                        **_problems(400, 401, 409, 413, 415, 422, 503),
                     },
                 },
                 "get": {
@@ -187,16 +262,65 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
             "/v1/jobs/{job_id}": {
                 "get": {
                     "operationId": "getJob",
-                    "summary": "Read a job",
+                    "summary": "Read a job, or wait for it to finish (long-poll)",
                     "parameters": [
                         {
                             "name": "job_id",
                             "in": "path",
                             "required": True,
                             "schema": {"type": "string"},
-                        }
+                        },
+                        {
+                            "name": "wait",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 0, "maximum": 60},
+                            "description": "Seconds to wait for the job to finish: the answer "
+                            "comes as soon as it has, or after this long with the job as it is.",
+                        },
                     ],
-                    "responses": {"200": _json(_ref("Job"), "The job."), **_problems(401, 404)},
+                    "responses": {
+                        "200": _json(_ref("Job"), "The job."),
+                        **_problems(401, 404, 422, 503),
+                    },
+                }
+            },
+            "/v1/jobs/{job_id}/events": {
+                "get": {
+                    "operationId": "streamJobEvents",
+                    "summary": "A job's state changes as server-sent events",
+                    "description": "The job's events so far (after Last-Event-ID, if sent), "
+                    "then each one as it happens; closes after the terminal event, which also "
+                    "carries the finished `job`. Each SSE event: `id:` the event id, `event: "
+                    "job.<status>`, `data:` a JobEvent. Comment lines are heartbeats.",
+                    "parameters": [
+                        {
+                            "name": "job_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        LAST_EVENT_ID,
+                    ],
+                    "responses": {
+                        "200": _event_stream("The job's events."),
+                        **_problems(401, 404, 422),
+                    },
+                }
+            },
+            "/v1/events": {
+                "get": {
+                    "operationId": "streamEvents",
+                    "summary": "Every state change of this tenant's jobs, as server-sent events",
+                    "description": "From now on, or after Last-Event-ID (within the event "
+                    "stream's retention, EVENT_STREAM_MAXLEN). Never closes by itself. Backends "
+                    "that can reach Redis may read the stream itself with a consumer group "
+                    "instead (see the README).",
+                    "parameters": [LAST_EVENT_ID],
+                    "responses": {
+                        "200": _event_stream("The tenant's events."),
+                        **_problems(401, 422, 503),
+                    },
                 }
             },
             "/v1/jobs/{job_id}/cancel": {
@@ -218,7 +342,121 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                     "responses": {
                         "200": {**job_response, "description": "Cancelled."},
                         "202": {**job_response, "description": "Cancel requested at fal."},
-                        **_problems(401, 404, 409, 502),
+                        **_problems(401, 404, 409, 502, 503),
+                    },
+                }
+            },
+            "/v1/files": {
+                "post": {
+                    "operationId": "createFile",
+                    "summary": "Upload an input image or video",
+                    "description": "The raw file as the body (with its Content-Type), or a "
+                    "multipart form with one file part. Checked like a data URI (sniffed type, "
+                    "size, video duration); the answer's `url` is accepted as any file input of "
+                    "a job and can be fetched by fal without credentials until `expires_at`.",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            **{
+                                media_type: {"schema": {"type": "string", "format": "binary"}}
+                                for media_type in (*UPLOAD_MEDIA_TYPES, "application/octet-stream")
+                            },
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["file"],
+                                    "properties": {"file": {"type": "string", "format": "binary"}},
+                                }
+                            },
+                        },
+                    },
+                    "responses": {
+                        "201": _json(_ref("File"), "Stored."),
+                        **_problems(400, 401, 413, 415, 422, 503),
+                    },
+                }
+            },
+            "/v1/media/{key}": {
+                "get": {
+                    "operationId": "getLocalMedia",
+                    "summary": "A file of the local media store, by its tokenised URL",
+                    "description": "Only when no bucket is configured. The URL comes from an "
+                    "upload or a job's `assets`; it needs no API key and expires.",
+                    "security": public,
+                    "parameters": [
+                        {
+                            "name": "key",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "expires",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "token",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The file.",
+                            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                        },
+                        **_problems(404),
+                    },
+                }
+            },
+            "/v1/jobs/{job_id}/input": {
+                "get": {
+                    "operationId": "getJobInput",
+                    "summary": "Read the input a job was submitted with",
+                    "description": "Exactly as sent to fal. Kept out of the job resource, "
+                    "which it could make megabytes long (data URIs). `input` is null once the "
+                    "job has ended: the input is dropped then.",
+                    "parameters": [
+                        {
+                            "name": "job_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(_ref("JobInput"), "The job's input."),
+                        **_problems(401, 404),
+                    },
+                }
+            },
+            "/v1/stats": {
+                "get": {
+                    "operationId": "getStats",
+                    "summary": "Operations overview: jobs by state, queue, throughput",
+                    "description": "A tenant key sees its own numbers; an operator key every "
+                    "tenant's, with a per-tenant breakdown. Folded from the job event stream "
+                    "at each call, at bounded cost; `complete` is false while a backlog is "
+                    "being caught up or after events were trimmed unread.",
+                    "responses": {
+                        "200": _json(_ref("Stats"), "The numbers."),
+                        **_problems(401),
+                    },
+                }
+            },
+            "/dashboard": {
+                "get": {
+                    "operationId": "dashboard",
+                    "summary": "Operations dashboard (sign in with an API key; works offline)",
+                    "security": public,
+                    "responses": {
+                        "200": {
+                            "description": "The page.",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        }
                     },
                 }
             },
@@ -280,7 +518,7 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                             },
                             "Accepted; `applied` is false for a duplicate or late delivery.",
                         ),
-                        **_problems(400, 401, 404, 413),
+                        **_problems(400, 403, 404, 413, 503),
                     },
                 }
             },

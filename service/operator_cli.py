@@ -30,8 +30,11 @@ from service.fal_webhooks import FalWebhookVerifier, JwksCache
 from service.job_index import BadCursor, JobFilter, JobIndex
 from service.jobs import Job, JobStatus, iso_from_ms
 from service.keys import RedisKeys
+from service.media import open_media_store
 from service.settings import Settings, describe_validation_error
 from service.store import JobStore
+from service.streams import TenantFeeds
+from service.waiters import JobWaiters
 
 
 class OperatorSettings(BaseSettings):
@@ -189,7 +192,10 @@ async def _jobs_cancel(args: argparse.Namespace, store: JobStore) -> int:
     job = await store.get(args.job_id)
     if job is None:
         return _fail(f"no job {args.job_id}")
-    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False) as http:
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False) as http,
+        open_media_store(settings) as media,
+    ):
         ctx = ApiContext(
             settings=settings,
             redis=store.redis,
@@ -197,6 +203,10 @@ async def _jobs_cancel(args: argparse.Namespace, store: JobStore) -> int:
             store=store,
             verifier=FalWebhookVerifier(JwksCache(http, str(settings.fal_jwks_url))),
             prices=settings.price_table(),
+            media=media,
+            # Cancelling waits for nothing: a hub never started and no feed.
+            waiters=JobWaiters(store.redis, store.keys),
+            feeds=TenantFeeds(store.redis, store.keys, max_open=0),
             fal=FalQueueClient(
                 http,
                 queue_base_url=str(settings.fal_queue_base_url),

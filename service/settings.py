@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
@@ -14,6 +16,9 @@ from service.callbacks import decode_signing_secret
 from service.catalog import completion_s
 from service.fal_webhooks import WebhookTokens
 from service.prices import PriceTable
+
+# A CSP host source: scheme://host[:port or :*], no path, quote, semicolon or space.
+_CSP_SOURCE = re.compile(r"https?://[A-Za-z0-9.*-]+(:(\d{1,5}|\*))?")
 
 
 class Settings(BaseSettings):
@@ -29,6 +34,9 @@ class Settings(BaseSettings):
         description="Redis holding jobs and the ARQ queue, e.g. redis://host:6379/0"
     )
     redis_key_prefix: str = "vh:"
+    # The API's pool: a burst beyond it waits for a free connection, up to the timeout (then 503).
+    redis_max_connections: int = Field(default=200, ge=1)
+    redis_pool_timeout_s: float = Field(default=5.0, gt=0)
     arq_queue_name: str = "vidhook:queue"
 
     fal_key: SecretStr = Field(description="fal API key, sent as `Authorization: Key <FAL_KEY>`")
@@ -36,11 +44,17 @@ class Settings(BaseSettings):
     # fal's Platform API: its request listing tells whether an unclear submit created a request.
     fal_platform_base_url: AnyHttpUrl = AnyHttpUrl("https://api.fal.ai/v1")
     fal_jwks_url: AnyHttpUrl = AnyHttpUrl("https://rest.fal.ai/.well-known/jwks.json")
-    fal_submit_timeout_s: float = 15.0
+    fal_submit_timeout_s: float = Field(default=15.0, gt=0)
+    # Each status or result GET (the reconciler and payload_error fetches).
+    fal_status_timeout_s: float = Field(default=5.0, gt=0)
     fal_jwks_cache_s: float = Field(
         default=3600.0, le=86_400, description="fal: never cache > 24 h"
     )
     fal_webhook_tolerance_s: int = 300
+    fal_user_id: str | None = Field(
+        default=None,
+        description="Your fal user id: when set, webhooks fal signed for other users are refused",
+    )
 
     public_base_url: AnyHttpUrl = Field(
         description="How fal reaches this service's webhook receiver"
@@ -56,7 +70,7 @@ class Settings(BaseSettings):
         "CALLBACK_SIGNING_SECRET when unset. Changing it invalidates jobs in flight.",
     )
     callback_allow_private_targets: bool = False
-    callback_timeout_s: float = 10.0
+    callback_timeout_s: float = Field(default=10.0, gt=0)
     callback_max_tries: int = 12
 
     allowed_endpoints: Annotated[str, NoDecode] = Field(
@@ -70,6 +84,54 @@ class Settings(BaseSettings):
     # The job event stream keeps about this many of the newest state changes, all jobs
     # together (a job makes ~5); each job's own history lives as long as the job.
     event_stream_maxlen: int = Field(default=100_000, ge=1)
+    # Long-poll (`?wait=N`) and `Prefer: wait=N` wait at most this long, whatever N (the API
+    # allows 60): lower it behind a proxy that closes idle requests sooner.
+    wait_max_s: float = Field(default=60.0, ge=0, le=60)
+    # SSE streams send a comment line this often, so proxies do not close a quiet stream.
+    sse_heartbeat_s: float = Field(default=15.0, gt=0)
+    # An SSE stream closes after this long; the client resumes with Last-Event-ID.
+    sse_max_s: float = Field(default=3600.0, gt=0)
+    # Each open GET /v1/events stream holds one blocking Redis read (a connection of its own):
+    # at most this many per API process; more are refused with 503 and Retry-After.
+    event_streams_max: int = Field(default=100, ge=1)
+
+    # Media: uploads (POST /v1/files) and copies of fal's outputs. With MEDIA_S3_BUCKET they go
+    # to that bucket (credentials from the standard AWS environment); without, to a folder
+    # served by this API at tokenised URLs under PUBLIC_BASE_URL.
+    media_s3_bucket: str | None = None
+    media_s3_prefix: str = ""
+    s3_endpoint_url: AnyHttpUrl | None = Field(
+        default=None, description="S3 API endpoint for MinIO, R2 and others; unset: AWS"
+    )
+    media_public_base_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="Public URL of the bucket (a CDN); mirrored assets link there instead of "
+        "being pre-signed",
+    )
+    media_local_dir: Path = Path(".vidhook/media")
+    media_mirror: bool = Field(
+        default=True, description="Copy every output file of a completed job to the media store"
+    )
+    # Pre-signed (and local tokenised) URLs; SigV4 caps pre-signing at 7 days.
+    media_url_ttl_s: int = Field(default=7 * 86_400, gt=0, le=7 * 86_400)
+    media_max_bytes: int = Field(default=2 * 1024**3, gt=0)
+    media_part_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    # fal's output URLs are its CDN's; private addresses only in development (the simulator).
+    media_allow_private_sources: bool = False
+    mirror_max_tries: int = 6
+    # Data URIs in POST /v1/jobs decoding to at least this many bytes are stored like uploads
+    # and sent to fal as URLs (0: always inline).
+    media_data_uri_min_bytes: int = Field(default=1024 * 1024, ge=0)
+    # One try's budget for all of a job's files: 2 GiB at a modest 20 MB/s is under two
+    # minutes; a stalled download must not hold a worker slot for ever.
+    mirror_timeout_s: float = Field(default=15.0, gt=0)
+    # The dashboard plays result videos from fal's CDN (https). Other origins it may load
+    # videos and images from go here, e.g. the local simulator's http://127.0.0.1:8100.
+    dashboard_media_origins: Annotated[str, NoDecode] = Field(
+        default="",
+        description="Space- or comma-separated origins, beyond https:, that /dashboard may "
+        "play result videos and show input images from",
+    )
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -94,6 +156,15 @@ class Settings(BaseSettings):
     # A submitted job whose webhook has not come by then is asked about at fal directly.
     reconcile_after_s: float = 600.0
     worker_max_jobs: int = 50
+    # On SIGTERM, in-flight fal calls, webhooks and callbacks get this long to finish (the API
+    # stops accepting, the worker stops picking up tasks); what remains is cancelled and
+    # runs again elsewhere. Give the process manager's kill timeout a few seconds more.
+    shutdown_grace_s: float = Field(
+        default=20.0,
+        ge=0,
+        description="On SIGTERM, how long in-flight fal calls, webhooks and callbacks may take "
+        "to finish",
+    )
     # ARQ finds new tasks by polling: this bounds the intake -> fal submit latency (p99 ~ this
     # value), at the cost of one cheap Redis query per interval per idle worker.
     worker_poll_delay_s: float = 0.01
@@ -112,10 +183,6 @@ class Settings(BaseSettings):
         ge=1,
         description="uvicorn worker processes per `vidhook api`; more than 1 needs "
         "PROMETHEUS_MULTIPROC_DIR for correct /metrics",
-    )
-    shutdown_grace_s: float = Field(
-        default=25.0,
-        description="How long a stopping API or worker finishes what it is doing",
     )
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error")
     log_format: str = Field(
@@ -148,12 +215,27 @@ class Settings(BaseSettings):
             raise ValueError("must be `json` or `console`")
         return value
 
+    @field_validator("dashboard_media_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: str) -> str:
+        # Each lands in a Content-Security-Policy: refuse anything that could end a directive.
+        for origin in value.replace(",", " ").split():
+            if not _CSP_SOURCE.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin like https://media.example:443")
+        return value
+
     @field_validator("callback_signing_secret")
     @classmethod
     def _secret_is_whsec(cls, value: SecretStr) -> SecretStr:
         # The same check the callback sender applies, so a bad secret fails here, at start-up.
         decode_signing_secret(value.get_secret_value())
         return value
+
+    @field_validator("media_s3_prefix")
+    @classmethod
+    def _prefix_is_a_folder(cls, value: str) -> str:
+        # "vidhook" would otherwise make keys like "vidhookuploads/…".
+        return value if not value or value.endswith("/") else value + "/"
 
     @field_validator("price_overrides")
     @classmethod
@@ -192,6 +274,10 @@ class Settings(BaseSettings):
     def allowed_endpoint_patterns(self) -> tuple[str, ...]:
         return tuple(part.strip() for part in self.allowed_endpoints.split(",") if part.strip())
 
+    @cached_property
+    def dashboard_media_origin_list(self) -> tuple[str, ...]:
+        return tuple(part for part in self.dashboard_media_origins.replace(",", " ").split())
+
     def price_table(self) -> PriceTable:
         return PriceTable.from_overrides(self.price_overrides)
 
@@ -205,6 +291,14 @@ class Settings(BaseSettings):
             secret = decode_signing_secret(self.callback_signing_secret.get_secret_value())
             key = hmac.new(secret, b"vidhook fal webhook token v1", hashlib.sha256).digest()
         return WebhookTokens(key)
+
+    @cached_property
+    def media_tokens(self) -> WebhookTokens:
+        """Tokens of local media URLs: an HMAC key of their own, like the webhook tokens'."""
+        secret = decode_signing_secret(self.callback_signing_secret.get_secret_value())
+        return WebhookTokens(
+            hmac.new(secret, b"vidhook media url token v1", hashlib.sha256).digest()
+        )
 
     def fal_webhook_url(self, job_id: str) -> str:
         """The receiver URL fal calls for one job: it names the job and carries its token."""

@@ -26,6 +26,12 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 # Descriptions of the fields that carry none in settings.py.
 NOTES: dict[str, str] = {
+    "wait_max_s": "longest `?wait=` / `Prefer: wait` actually waited (lower it behind a "
+    "proxy with a shorter idle timeout)",
+    "sse_heartbeat_s": "seconds between SSE heartbeat comments",
+    "sse_max_s": "an SSE stream closes after this long; the client resumes with `Last-Event-ID`",
+    "event_streams_max": "open `GET /v1/events` streams per API process (each holds a Redis "
+    "connection); 503 past it",
     "redis_key_prefix": "prefix of every key vidhook writes (deployments may share a Redis)",
     "arq_queue_name": "the ARQ queue's sorted set (KEDA/alerts read its length)",
     "fal_queue_base_url": "fal's queue API, or anything speaking its protocol (the simulator)",
@@ -61,6 +67,33 @@ NOTES: dict[str, str] = {
     "directly (status, then result)",
     "event_stream_maxlen": "about how many of the newest job state changes the `{prefix}events` "
     "stream keeps (each job's own history lives as long as the job)",
+    "media_s3_bucket": "bucket for uploads and mirrored outputs (unset: the local folder); "
+    "credentials and region from the standard AWS environment",
+    "media_s3_prefix": "key prefix in the bucket, e.g. `vidhook/`",
+    "media_local_dir": "the local media store when no bucket is set, served by the API at "
+    "tokenised `/v1/media/…` URLs",
+    "media_allow_private_sources": "let the mirror download from private addresses (the local "
+    "simulator; `vidhook dev`: true)",
+    "mirror_max_tries": "mirror attempts (with back-off) before the job is announced with fal's "
+    "URLs only",
+    "media_url_ttl_s": "lifetime of pre-signed and tokenised media URLs (7 days, SigV4's maximum)",
+    "media_max_bytes": "largest output file mirrored",
+    "media_part_bytes": "S3 multipart part size: the most of a file a worker holds in memory at "
+    "once",
+    "media_data_uri_min_bytes": "data URIs in `POST /v1/jobs` at least this large (decoded) are "
+    "stored and sent to fal as URLs (`0`: never)",
+    "mirror_timeout_s": "one mirror attempt's budget for all of a job's files (a stalled "
+    "download is cut off and retried); it also bounds a killed worker's recovery (ARQ waits "
+    "the longest task timeout + 10 s): raise it for very large outputs only",
+    "media_mirror": "copy every output file of a completed job to the media store before its "
+    "callback",
+    "s3_endpoint_url": "S3 API of MinIO, Cloudflare R2, Ceph… (unset: AWS)",
+    "media_public_base_url": "public URL of the bucket (a CDN): asset URLs point there instead "
+    "of being pre-signed",
+    "redis_max_connections": "the API's Redis pool size; a burst beyond it waits up to "
+    "REDIS_POOL_TIMEOUT_S",
+    "redis_pool_timeout_s": "how long a request waits for a pooled Redis connection before a 503",
+    "fal_status_timeout_s": "whole-call deadline of one status or result GET at fal",
     "worker_max_jobs": "tasks one worker process runs concurrently",
     "worker_poll_delay_s": "how often an idle worker polls for tasks: bounds the intake → fal "
     "submit delay",

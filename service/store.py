@@ -20,6 +20,7 @@ from arq.constants import expires_extra_ms
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
+from service import tasks
 from service.events import EventLog
 from service.jobs import REVISIONS, VIDHOOK_ORIGIN, Job, JobStatus, sources_of
 from service.keys import RedisKeys
@@ -66,7 +67,9 @@ class Task:
         return max(expires_extra_ms, extra_ms) + int(self.defer_s * 1000)
 
     def payload(self, enqueue_time_ms: int) -> bytes:
-        return serialize_job(self.function, self.args, {}, None, enqueue_time_ms)
+        return serialize_job(
+            self.function, self.args, {}, None, enqueue_time_ms, serializer=tasks.serialize
+        )
 
 
 class CreateOutcome(Enum):
@@ -191,6 +194,11 @@ class JobStore:
     async def get(self, job_id: str) -> Job | None:
         raw = await self.redis.hgetall(self.keys.job(job_id))  # type: ignore[misc]
         return Job.from_hash(raw) if raw else None
+
+    async def fields(self, job_id: str, *names: str) -> list[str | None]:
+        """Some of a job's fields, without reading its (possibly large) input; None if unset."""
+        raw = await self.redis.hmget(self.keys.job(job_id), list(names))  # type: ignore[misc]
+        return [value.decode() if value else None for value in raw]
 
     async def transition(
         self,

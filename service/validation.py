@@ -12,14 +12,11 @@ Rules beyond the catalog's declarations, and why:
 - `null` is refused for input fields (omit the field to get fal's default), accepted for
   the optional top-level `callback_url` and `metadata`.
 - File values are http(s) URLs (a host, no credentials, at most 4096 characters; fal must
-  be able to download them) or `data:<media type>;base64,<payload>` URIs. Data URIs are
-  checked completely but cheaply: the decoded size is computed from the payload length
-  before anything else (a 50 MB string is refused in microseconds), the base64 alphabet and
-  padding are checked over the whole payload without decoding it, and only the first bytes
-  are decoded to sniff the real format. Declared and sniffed type must both be accepted for
-  the field (a PNG labelled image/jpeg passes; text labelled image/png does not).
-- MP4/QuickTime videos for extend-video have their container duration read from the `mvhd`
-  box (again decoding only box headers); longer than 8 s + 0.1 s slack is refused.
+  be able to download them) or `data:<media type>;base64,<payload>` URIs, checked by
+  `service.files` (size, base64, sniffed type, MP4 duration) without decoding them whole.
+- Whatever will be stored, encoded or sent must round-trip (`service.plainjson`): nesting at
+  most 64 deep, integers of at most 32 digits, finite numbers, strings that are text (no lone
+  surrogates). These are checked first, over the whole body.
 
 Nothing here builds pydantic models or decodes whole files: validating a typical request costs
 a few microseconds, three 8 MiB data URIs a few tens of milliseconds.
@@ -27,7 +24,6 @@ a few microseconds, three 8 MiB data URIs a few tens of milliseconds.
 
 from __future__ import annotations
 
-import binascii
 import difflib
 import fnmatch
 import ipaddress
@@ -37,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from service import plainjson
 from service.catalog import (
     ENDPOINTS,
     SUPPORTED_ENDPOINTS,
@@ -47,6 +44,7 @@ from service.catalog import (
     input_json_schema,
     schema_name,
 )
+from service.files import data_uri_problem
 
 Loc = tuple[str | int, ...]
 """Path of a value from the request body root, e.g. ("input", "image_urls", 2)."""
@@ -54,9 +52,6 @@ Loc = tuple[str | int, ...]
 CALLBACK_URL_MAX_CHARS = 2048
 METADATA_MAX_BYTES = 16 * 1024
 ENDPOINT_ID_MAX_CHARS = 200
-# Tolerance over the documented 8 s: container rounding and AAC priming make an exact 8 s
-# clip read as ~8.02 s, and refusing a Veo-made clip that way would be a false refusal.
-VIDEO_DURATION_SLACK_S = 0.1
 
 _TOP_LEVEL_FIELDS = ("endpoint", "input", "callback_url", "metadata")
 _TOP_LEVEL_FIELD_SET = frozenset(_TOP_LEVEL_FIELDS)
@@ -103,20 +98,6 @@ _URL_BAD_HOST_RE = re.compile(r'[\\<>"{}|^`\[\]]')
 # Compact and strict, reused because building an encoder per call costs more than encoding
 # a small object.
 _COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
-# A data URI header ("data:image/jpeg;base64,") is short; bounding the search for its comma
-# keeps a malformed 50 MB string cheap.
-_DATA_URI_HEADER_MAX = 200
-# 64 decoded bytes cover every magic number below, including the EBML DocType of WebM.
-_SNIFF_BYTES = 64
-_MEDIA_TYPE_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg"}
-_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
-_AVIF_BRANDS = {b"avif", b"avis"}
-_AUDIO_MP4_BRANDS = {b"M4A ", b"M4B ", b"M4P "}
-_QUICKTIME_ATOMS = {b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"}
-# Crafted files could chain millions of 8-byte boxes; real MP4s have a handful at each level.
-_MAX_MP4_BOXES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +158,13 @@ def parse_job_request(body: object, *, allowed_endpoint_patterns: Sequence[str] 
         raise RequestInvalid([_type_problem((), "object", body, detail=" (the job request)")])
     if isinstance(allowed_endpoint_patterns, str):
         allowed_endpoint_patterns = (allowed_endpoint_patterns,)
+    # First what could not be stored or answered at all (too deep, lone surrogates, huge or
+    # non-finite numbers): such a body is hostile, and the checks below assume plain values.
+    unkeepable = plainjson.issues(body)
+    if unkeepable:
+        raise RequestInvalid(
+            [InputProblem(issue.path, issue.message, issue.type) for issue in unkeepable]
+        )
     problems: list[InputProblem] = []
 
     endpoint = body.get("endpoint")
@@ -526,221 +514,9 @@ def _is_ipv6(host: str) -> bool:
 
 
 def _check_data_uri(file: FileSpec, value: str, loc: Loc, out: list[InputProblem]) -> None:
-    comma = value.find(",", 5, _DATA_URI_HEADER_MAX)
-    header = value[5:comma] if comma > 0 else ""
-    if comma < 0 or not header.endswith(";base64"):
-        out.append(
-            _problem(
-                loc,
-                "invalid_data_uri",
-                f"{_where(loc)} must be a base64 data URI: data:<media type>;base64,<payload>.",
-            )
-        )
-        return
-    declared = header.split(";", 1)[0].strip().lower()
-    declared = _MEDIA_TYPE_ALIASES.get(declared, declared)
-    allowed = list(file.media_types)
-    if declared not in file.media_types:
-        what = f'"{declared}"' if declared else "no media type"
-        out.append(
-            _problem(
-                loc,
-                "unsupported_media_type",
-                f"{_where(loc)} declares {what}; accepted: {', '.join(allowed)}.",
-                {"allowed": allowed, "declared": declared},
-            )
-        )
-        return
-
-    start = comma + 1
-    length = len(value) - start
-    padding = 2 if value.endswith("==") else 1 if value.endswith("=") else 0
-    size = length // 4 * 3 - padding if length % 4 == 0 else length * 3 // 4
-    if size > file.max_bytes:
-        out.append(
-            _problem(
-                loc,
-                "file_too_large",
-                f"{_where(loc)} decodes to about {size} bytes; the {file.kind} may be at most "
-                f"{file.max_bytes} bytes ({file.max_bytes // (1024 * 1024)} MiB). Pass a URL "
-                "instead of a data URI for large files.",
-                {"max_bytes": file.max_bytes, "size_bytes": size},
-            )
-        )
-        return
-    if length == 0:
-        out.append(_problem(loc, "invalid_data_uri", f"{_where(loc)} has an empty payload."))
-        return
-    error = _base64_error(value, start, length)
-    if error:
-        out.append(
-            _problem(
-                loc,
-                "invalid_base64",
-                f"{_where(loc)} is not valid base64 ({error}); use standard base64 with "
-                "padding and no line breaks.",
-            )
-        )
-        return
-
-    head = binascii.a2b_base64(value[start : start + _SNIFF_BYTES // 3 * 4 + 4])
-    sniffed = _sniff(head)
-    if sniffed not in file.media_types:
-        if sniffed is None:
-            msg = (
-                f"{_where(loc)} declares {declared} but its bytes are not a recognisable "
-                f"{file.kind} (accepted: {', '.join(allowed)})."
-            )
-            out.append(
-                _problem(
-                    loc,
-                    "media_type_mismatch",
-                    msg,
-                    {"declared": declared, "detected": None, "allowed": allowed},
-                )
-            )
-        else:
-            msg = (
-                f"{_where(loc)} declares {declared} but its bytes are {sniffed}; accepted: "
-                f"{', '.join(allowed)}."
-            )
-            out.append(
-                _problem(
-                    loc,
-                    "unsupported_media_type",
-                    msg,
-                    {"declared": declared, "detected": sniffed, "allowed": allowed},
-                )
-            )
-        return
-
-    if file.max_duration_s is not None and sniffed in ("video/mp4", "video/quicktime"):
-        duration_s = _mp4_duration_s(_Base64Reader(value, start, size))
-        if duration_s is not None and duration_s > file.max_duration_s + VIDEO_DURATION_SLACK_S:
-            out.append(
-                _problem(
-                    loc,
-                    "video_duration_too_long",
-                    f"{_where(loc)} is {duration_s:.2f} s long; at most "
-                    f"{file.max_duration_s:g} s is accepted.",
-                    {"max_duration_s": file.max_duration_s, "duration_s": round(duration_s, 3)},
-                )
-            )
-
-
-def _base64_error(value: str, start: int, length: int) -> str | None:
-    """Why `value[start:]` is not strict standard base64, or None; never decodes it."""
-    if not value.isascii():
-        return "non-ASCII characters"
-    if length % 4:
-        return "length is not a multiple of 4"
-    # Delete every alphabet byte; what survives must be exactly the header's own non-alphabet
-    # characters. One C pass over the whole URI, no slice copy and no decoding.
-    raw = value.encode("ascii")
-    if raw.translate(None, _B64_ALPHABET) != raw[:start].translate(None, _B64_ALPHABET):
-        return "characters outside A-Z, a-z, 0-9, +, /"
-    first_pad = value.find("=", start)
-    if first_pad != -1 and (
-        first_pad < len(value) - 2 or (first_pad == len(value) - 2 and value[-1] != "=")
-    ):
-        return "'=' padding inside the data"
-    return None
-
-
-class _Base64Reader:
-    """Random access to the decoded bytes of a validated base64 payload, decoding on demand."""
-
-    __slots__ = ("_payload_start", "_value", "size")
-
-    def __init__(self, value: str, payload_start: int, size: int) -> None:
-        self._value = value
-        self._payload_start = payload_start
-        self.size = size
-
-    def read(self, offset: int, length: int) -> bytes:
-        first_quad = offset // 3
-        end_quad = -(-min(offset + length, self.size) // 3)
-        chunk = self._value[
-            self._payload_start + 4 * first_quad : self._payload_start + 4 * end_quad
-        ]
-        skip = offset - 3 * first_quad
-        return binascii.a2b_base64(chunk)[skip : skip + length]
-
-
-def _mp4_duration_s(reader: _Base64Reader) -> float | None:
-    """Duration from the movie header (`moov`/`mvhd`), None when absent or unknown."""
-    moov = _find_box(reader, 0, reader.size, b"moov")
-    if moov is None:
-        return None
-    mvhd = _find_box(reader, moov[0], moov[1], b"mvhd")
-    if mvhd is None:
-        return None
-    body = reader.read(mvhd[0], 32)
-    if len(body) < 20:
-        return None
-    if body[0] == 1:
-        if len(body) < 32:
-            return None
-        timescale, duration = int.from_bytes(body[20:24]), int.from_bytes(body[24:32])
-        unknown = 2**64 - 1
-    else:
-        timescale, duration = int.from_bytes(body[12:16]), int.from_bytes(body[16:20])
-        unknown = 2**32 - 1
-    # Fragmented MP4s leave the duration 0 (or all ones): nothing to check then.
-    if timescale == 0 or duration in (0, unknown):
-        return None
-    return duration / timescale
-
-
-def _find_box(reader: _Base64Reader, pos: int, end: int, wanted: bytes) -> tuple[int, int] | None:
-    """(body start, body end) of the first box of type `wanted` in [pos, end)."""
-    for _ in range(_MAX_MP4_BOXES):
-        if pos + 8 > end:
-            return None
-        header = reader.read(pos, 16)
-        size, kind, header_len = int.from_bytes(header[0:4]), header[4:8], 8
-        if size == 1 and len(header) == 16:
-            size, header_len = int.from_bytes(header[8:16]), 16
-        elif size == 0:
-            size = end - pos
-        if size < header_len:
-            return None
-        if kind == wanted:
-            return pos + header_len, min(pos + size, end)
-        pos += size
-    return None
-
-
-def _sniff(head: bytes) -> str | None:
-    """Media type from magic numbers; also names common refused formats for clearer errors."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in _HEIF_BRANDS:
-            return "image/heic"
-        if brand in _AVIF_BRANDS:
-            return "image/avif"
-        if brand in _AUDIO_MP4_BRANDS:
-            return "audio/mp4"
-        return "video/quicktime" if brand == b"qt  " else "video/mp4"
-    if head[4:8] in _QUICKTIME_ATOMS:
-        return "video/quicktime"
-    if head[:4] == b"\x1aE\xdf\xa3":
-        return "video/x-matroska" if b"matroska" in head else "video/webm"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "image/tiff"
-    if head[:2] == b"BM":
-        return "image/bmp"
-    if head[:4] == b"%PDF":
-        return "application/pdf"
-    return None
+    problem = data_uri_problem(file, value, _where(loc))
+    if problem is not None:
+        out.append(_problem(loc, problem.type, problem.msg, problem.ctx))
 
 
 # --- top level ------------------------------------------------------------------------------

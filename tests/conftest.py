@@ -125,7 +125,12 @@ def callback_receiver() -> Iterator[CallbackReceiver]:
 
 
 @pytest.fixture(scope="session")
-def settings(redis_server: LocalRedis, simulator: ServerThread, fal_proxy: FalProxy) -> Settings:
+def settings(
+    redis_server: LocalRedis,
+    simulator: ServerThread,
+    fal_proxy: FalProxy,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Settings:
     api_port = free_port()
     return Settings(
         redis_url=redis_server.url,
@@ -150,6 +155,11 @@ def settings(redis_server: LocalRedis, simulator: ServerThread, fal_proxy: FalPr
         callback_max_tries=4,
         worker_poll_delay_s=0.02,
         allowed_endpoints="fal-ai/kling-video/*",
+        # The local default: no bucket, files in a folder served by the API.
+        media_local_dir=tmp_path_factory.mktemp("media"),
+        media_allow_private_sources=True,
+        # The dashboard's browser tests play the simulator's videos (http, not fal's https CDN).
+        dashboard_media_origins=simulator.url,
     )
 
 

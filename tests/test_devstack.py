@@ -60,7 +60,17 @@ def test_vidhook_dev_serves_a_job_end_to_end_and_stops_every_child_on_sigint(
             time.sleep(0.2)
             job = httpx.get(f"{api}/v1/jobs/{job['id']}", headers=headers).json()
         assert job["status"] == "completed", job
-        assert httpx.get(job["result"]["video"]["url"]).headers["content-type"] == "video/mp4"
+        fal_video = httpx.get(job["result"]["video"]["url"])
+        assert fal_video.headers["content-type"] == "video/mp4"
+        # With nothing configured, outputs are mirrored to a local folder the API serves.
+        while job.get("mirror", {}).get("status") == "pending" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            job = httpx.get(f"{api}/v1/jobs/{job['id']}", headers=headers).json()
+        assert job["mirror"]["status"] == "mirrored", job
+        [asset] = job["assets"]
+        assert asset["url"].startswith(f"{api}/v1/media/")
+        assert httpx.get(asset["url"]).content == fal_video.content
+        assert (tmp_path / ".vidhook" / "media" / asset["key"]).read_bytes() == fal_video.content
         children = psutil.Process(dev.pid).children(recursive=True)
         assert len(children) >= 4, "redis, simulator, api and worker"
     finally:

@@ -26,7 +26,7 @@ from tests.support.servers import ServerThread
 from workers.context import on_shutdown, on_startup
 from workers.deadlines import sweep_jobs
 from workers.dispatch import dispatch_job
-from workers.limits import retry_on_timeout
+from workers.main import within_budget
 from workers.results import fetch_result
 from workers.settle import settle_submit
 
@@ -322,4 +322,4 @@ def test_a_task_that_outlives_its_time_limit_is_retried_not_failed() -> None:
         return "never"
 
     with pytest.raises(Retry):
-        asyncio.run(retry_on_timeout(0.05)(slow)({}, "job_x"))
+        asyncio.run(within_budget(slow, 0.05)({}, "job_x"))

@@ -151,10 +151,20 @@ def test_a_job_through_the_simulator_shows_every_state_change_in_order(
             return [(e.from_status, e.to_status, e.reason) for e in history], everywhere
 
     history, everywhere = asyncio.run(read())
-    assert history == [
+    assert history[:3] == [
         (None, JobStatus.QUEUED, "created"),
         (JobStatus.QUEUED, JobStatus.SUBMITTING, "submit"),
         (JobStatus.SUBMITTING, JobStatus.SUBMITTED, "fal_accepted"),
-        (JobStatus.SUBMITTED, JobStatus.COMPLETED, "webhook"),
     ]
+    # On a loaded machine the suite's short reconcile delay can ask fal before its webhook
+    # comes: then the job is seen running first, and either report may end it.
+    ending = [(frm, to) for frm, to, _ in history[3:]]
+    assert ending in (
+        [(JobStatus.SUBMITTED, JobStatus.COMPLETED)],
+        [
+            (JobStatus.SUBMITTED, JobStatus.IN_PROGRESS),
+            (JobStatus.IN_PROGRESS, JobStatus.COMPLETED),
+        ],
+    ), history
+    assert history[-1][2] in ("webhook", "result")
     assert everywhere, "each of the job's events is in the global stream under the same id"

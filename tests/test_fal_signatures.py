@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.fal_webhooks import FalWebhookVerifier, JwksCache, WebhookRejected
+from service.fal_webhooks import FalWebhookVerifier, JwksCache, JwksUnavailable, WebhookRejected
 from tests.support.servers import ServerThread
 
 
@@ -33,10 +33,15 @@ class JwksServer:
         self.keys: list[Ed25519PrivateKey] = [Ed25519PrivateKey.generate()]
         self.fetches = 0
         self.padded = False
+        self.delay_s = 0.0
+        self.status_code = 200
 
     def app(self) -> Starlette:
         async def jwks(request: Request) -> Response:
             self.fetches += 1
+            await asyncio.sleep(self.delay_s)
+            if self.status_code != 200:
+                return Response(status_code=self.status_code)
             return JSONResponse({"keys": [jwk(key, padded=self.padded) for key in self.keys]})
 
         return Starlette(routes=[Route("/.well-known/jwks.json", jwks)])
@@ -124,3 +129,99 @@ def test_unpadded_and_padded_jwk_values_both_work(
     server.padded = padded
     body = b'{"a":1}'
     assert asyncio.run(verify_all(url, [(signed(server.keys[0], body), body)])) == ["ok"]
+
+
+async def verify_concurrently(
+    cache: JwksCache, deliveries: list[tuple[dict[str, str], bytes]]
+) -> list[str]:
+    """Verify all deliveries at once through one cache; 'ok', 'unavailable' or 'rejected'."""
+
+    async def one(headers: dict[str, str], body: bytes) -> str:
+        try:
+            await FalWebhookVerifier(cache).verify(headers, body)
+        except JwksUnavailable:
+            return "unavailable"
+        except WebhookRejected:
+            return "rejected"
+        return "ok"
+
+    return list(await asyncio.gather(*(one(h, b) for h, b in deliveries)))
+
+
+def test_concurrent_deliveries_at_a_cold_start_fetch_the_jwks_once(
+    jwks_server: tuple[JwksServer, str],
+) -> None:
+    server, url = jwks_server
+    server.delay_s = 0.2  # long enough for every delivery to find the cache still cold
+    body = b"{}"
+    deliveries = [(signed(server.keys[0], body, f"req-{n}"), body) for n in range(20)]
+
+    async def scenario() -> list[str]:
+        async with httpx.AsyncClient() as client:
+            return await verify_concurrently(JwksCache(client, url), deliveries)
+
+    assert asyncio.run(scenario()) == ["ok"] * 20
+    assert server.fetches == 1
+
+
+def test_after_a_failed_fetch_deliveries_do_not_each_wait_for_another(
+    jwks_server: tuple[JwksServer, str],
+) -> None:
+    server, url = jwks_server
+    server.delay_s = 5.0  # fal's JWKS hangs; each fetch gives up after 0.3 s
+    body = b"{}"
+    deliveries = [(signed(server.keys[0], body, f"req-{n}"), body) for n in range(10)]
+
+    async def scenario() -> tuple[list[str], list[str], float]:
+        async with httpx.AsyncClient() as client:
+            cache = JwksCache(client, url, fetch_timeout_s=0.3, failure_backoff_s=30)
+            first = await verify_concurrently(cache, deliveries)
+            started = time.monotonic()
+            later = await verify_concurrently(cache, deliveries)
+            return first, later, time.monotonic() - started
+
+    first, later, later_s = asyncio.run(scenario())
+    assert first == later == ["unavailable"] * 10
+    assert later_s < 0.1, "a recent failure is remembered: no delivery waits on a new fetch"
+    assert server.fetches == 1
+
+
+def test_expired_keys_are_served_while_the_jwks_is_refetched(
+    jwks_server: tuple[JwksServer, str],
+) -> None:
+    server, url = jwks_server
+    body = b"{}"
+    delivery = [(signed(server.keys[0], body), body)]
+
+    async def scenario() -> tuple[list[str], float]:
+        async with httpx.AsyncClient() as client:
+            cache = JwksCache(client, url, ttl_s=0.05)
+            await verify_concurrently(cache, delivery)
+            await asyncio.sleep(0.1)
+            server.delay_s = 1.0  # the refresh is slow, the delivery must not be
+            started = time.monotonic()
+            outcome = await verify_concurrently(cache, delivery)
+            elapsed_s = time.monotonic() - started
+            await asyncio.sleep(1.2)  # let the background refresh land
+            return outcome, elapsed_s
+
+    outcome, elapsed_s = asyncio.run(scenario())
+    assert outcome == ["ok"]
+    assert elapsed_s < 0.5
+    assert server.fetches == 2
+
+
+def test_with_no_key_ever_fetched_a_delivery_is_unavailable_not_rejected(
+    jwks_server: tuple[JwksServer, str],
+) -> None:
+    server, url = jwks_server
+    server.status_code = 503
+    body = b"{}"
+
+    async def scenario() -> list[str]:
+        async with httpx.AsyncClient() as client:
+            return await verify_concurrently(
+                JwksCache(client, url), [(signed(server.keys[0], body), body)]
+            )
+
+    assert asyncio.run(scenario()) == ["unavailable"]

@@ -13,10 +13,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis import Redis
 
-from service.dev.localredis import LocalRedis
+from service.app import create_app
+from service.dev.localredis import LocalRedis, free_port
 from service.settings import Settings
 from tests.conftest import SIMULATOR_SIGNING_SEED, i2v_body, is_terminal, wait_for
 from tests.support.falproxy import FalProxy, Fault
+from tests.support.servers import ServerThread
 
 SIM_KEY = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(SIMULATOR_SIGNING_SEED))
 USER_ID = "test-user"
@@ -113,8 +115,46 @@ def test_an_unverifiable_webhook_is_refused_and_changes_nothing(
     elif forgery == "garbage_signature":
         headers["x-fal-webhook-signature"] = "zz" * 64
     answer = httpx.post(silent_job["webhook_url"], content=body, headers=headers)
-    assert answer.status_code == 401
+    assert answer.status_code == 403
     assert client.get(f"/v1/jobs/{silent_job['id']}").json()["status"] == "submitted"
+
+
+def test_a_refused_webhook_is_not_answered_as_an_api_key_problem(
+    silent_job: dict[str, Any],
+) -> None:
+    body = ok_payload(silent_job["fal_request_id"])
+    answer = httpx.post(silent_job["webhook_url"], content=body, headers={"x-other": "1"})
+    assert answer.status_code == 403
+    assert "www-authenticate" not in answer.headers
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "API key" not in answer.json()["title"]
+
+
+def test_a_webhook_fal_signed_for_another_request_is_refused_and_recorded(
+    client: httpx.Client, silent_job: dict[str, Any], redis_server: LocalRedis, settings: Settings
+) -> None:
+    # Anyone with a fal account gets deliveries fal really signed, for their own requests.
+    # With one job's webhook URL, such a delivery must not complete that job.
+    other_request = f"req-{uuid.uuid4()}"
+    body = ok_payload(other_request, url="https://attacker.example/x.mp4")
+    answer = httpx.post(
+        silent_job["webhook_url"], content=body, headers=signed_headers(body, other_request)
+    )
+    assert answer.status_code == 403, answer.text
+    # Header and body naming different requests: both signed, but not what fal sends.
+    body = ok_payload(other_request)
+    answer = httpx.post(
+        silent_job["webhook_url"],
+        content=body,
+        headers=signed_headers(body, silent_job["fal_request_id"]),
+    )
+    assert answer.status_code == 403, answer.text
+    assert client.get(f"/v1/jobs/{silent_job['id']}").json()["status"] == "submitted"
+    with Redis.from_url(redis_server.url) as redis:
+        events = redis.lrange(f"{settings.redis_key_prefix}job:{silent_job['id']}:events", 0, -1)
+    refused = [json.loads(e) for e in events]
+    assert [e["event"] for e in refused] == ["webhook_refused", "webhook_refused"]
+    assert refused[0]["fal_request_id"] == other_request
 
 
 def test_a_webhook_to_a_forged_url_is_refused_before_signature_checks(
@@ -247,3 +287,34 @@ def test_an_ok_webhook_without_payload_is_completed_from_fals_result_url(
     done = wait_for(client, job["id"], lambda j: j["status"] in ("completed", "failed"))
     assert done["status"] == "completed", done
     assert done["result"]["video"]["url"].endswith(".mp4")
+
+
+def test_a_webhook_is_a_503_with_retry_after_while_no_jwks_key_can_verify_it(
+    settings: Settings,
+) -> None:
+    # fal redelivers on a 503; a 4xx would tell it that a genuine delivery is wrong.
+    dead_jwks = f"http://127.0.0.1:{free_port()}/.well-known/jwks.json"
+    app = create_app(settings.model_copy(update={"fal_jwks_url": dead_jwks, "port": free_port()}))
+    with ServerThread(app) as api:
+        body = ok_payload("req-any")
+        path = settings.fal_webhook_url("job_x").removeprefix(
+            str(settings.public_base_url).rstrip("/")
+        )
+        url = api.url + path
+        answer = httpx.post(url, content=body, headers=signed_headers(body, "req-any"))
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert int(answer.headers["retry-after"]) >= 1
+
+
+def test_with_fal_user_id_set_a_webhook_signed_for_another_user_is_refused(
+    client: httpx.Client, silent_job: dict[str, Any], settings: Settings
+) -> None:
+    request_id = silent_job["fal_request_id"]
+    pinned = settings.model_copy(update={"fal_user_id": "our-fal-user", "port": free_port()})
+    with ServerThread(create_app(pinned)) as api:
+        path = silent_job["webhook_url"].removeprefix(str(settings.public_base_url).rstrip("/"))
+        body = ok_payload(request_id)
+        answer = httpx.post(api.url + path, content=body, headers=signed_headers(body, request_id))
+    assert answer.status_code == 403, answer.text
+    assert client.get(f"/v1/jobs/{silent_job['id']}").json()["status"] == "submitted"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from arq.jobs import deserialize_job
 
+from service import tasks
 from service.dev.localredis import LocalRedis
 from service.jobs import JobStatus
 from service.store import JobStore, Task, now_ms
@@ -162,8 +163,12 @@ def test_a_step_enqueues_every_follow_up_task_with_the_move(redis_server: LocalR
         assert queued[f"notify:{job_id}".encode()] >= started_ms
         assert queued[f"mirror:{job_id}".encode()] >= started_ms + 30_000
         assert f"lease:{job_id}".encode() not in queued, "its job field is not set"
-        notify = deserialize_job(await redis.get(keys.arq_job(f"notify:{job_id}")))
-        mirror = deserialize_job(await redis.get(keys.arq_job(f"mirror:{job_id}")))
+        notify = deserialize_job(
+            await redis.get(keys.arq_job(f"notify:{job_id}")), deserializer=tasks.deserialize
+        )
+        mirror = deserialize_job(
+            await redis.get(keys.arq_job(f"mirror:{job_id}")), deserializer=tasks.deserialize
+        )
         assert (notify.function, notify.args) == ("notify_job", (job_id,))
         assert (mirror.function, mirror.args) == ("mirror_job", (job_id, "s3"))
         assert not await redis.exists(keys.arq_job(f"lease:{job_id}"))

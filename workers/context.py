@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -13,6 +14,8 @@ from service.callbacks import CallbackSender
 from service.fal import FalQueueClient
 from service.fal_platform import FalPlatformClient
 from service.keys import RedisKeys
+from service.media import MediaStore, open_media_store
+from service.redisconn import warn_if_unauthenticated
 from service.settings import Settings
 from service.store import JobStore
 
@@ -28,6 +31,8 @@ class WorkerContext:
     fal: FalQueueClient
     platform: FalPlatformClient
     callbacks: CallbackSender
+    media: MediaStore
+    resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     def backoff_s(self, job_try: int) -> float:
         """Exponential back-off with jitter for the `job_try`-th try (1-based)."""
@@ -46,6 +51,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
         # prometheus_client's own threaded HTTP server: a scrape never waits on the event loop.
         server, _ = start_http_server(settings.worker_metrics_port, addr=settings.host)
         ctx[METRICS_SERVER_KEY] = server
+    await warn_if_unauthenticated(ctx["redis"], settings.redis_url)
     http = httpx.AsyncClient(
         timeout=httpx.Timeout(30.0, connect=5.0),
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
@@ -54,6 +60,8 @@ async def on_startup(ctx: dict[str, Any]) -> None:
         # environment-configured proxy.
         trust_env=False,
     )
+    resources = contextlib.AsyncExitStack()
+    media = await resources.enter_async_context(open_media_store(settings))
     ctx[CONTEXT_KEY] = WorkerContext(
         settings=settings,
         http=http,
@@ -68,6 +76,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
             queue_base_url=str(settings.fal_queue_base_url),
             api_key=settings.fal_key.get_secret_value(),
             submit_timeout_s=settings.fal_submit_timeout_s,
+            status_timeout_s=settings.fal_status_timeout_s,
         ),
         platform=FalPlatformClient(
             http,
@@ -80,6 +89,8 @@ async def on_startup(ctx: dict[str, Any]) -> None:
             allow_private_targets=settings.callback_allow_private_targets,
             timeout_s=settings.callback_timeout_s,
         ),
+        media=media,
+        resources=resources,
     )
 
 
@@ -87,6 +98,7 @@ async def on_shutdown(ctx: dict[str, Any]) -> None:
     context = ctx.get(CONTEXT_KEY)
     if isinstance(context, WorkerContext):
         await context.http.aclose()
+        await context.resources.aclose()
     metrics_server = ctx.pop(METRICS_SERVER_KEY, None)
     if metrics_server is not None:
         metrics_server.shutdown()

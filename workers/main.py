@@ -1,24 +1,68 @@
-"""The ARQ worker: which functions it runs, with what limits, against which Redis."""
+"""The ARQ worker: which functions it runs, with what limits, against which Redis.
+
+Timeouts come from what each step really waits for, because they also decide how soon a
+killed worker's tasks run again: ARQ marks a task in progress for the longest function
+timeout + 10 s, counted from the task's start, and nobody else may take it before that
+expires. With the defaults (submit 15 s, callback 10 s, fal status/result 5 s each) the
+longest step is dispatch's 18 s, so a SIGKILLed worker's tasks resume within 28 s.
+
+ARQ drops a task that hits its timeout (no retry). So each task also runs under a budget one
+second shorter, and overrunning it is a Retry: every step is safe to run again (an unclear
+submit waits out its grace period), and a slow moment never loses a job.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import math
 from typing import Any
 
+from arq import Retry
 from arq.connections import RedisSettings
 from arq.cron import cron
+from arq.typing import WorkerCoroutine
 from arq.worker import Worker, func
 
+from service import tasks
 from service.settings import Settings
 from workers.context import on_shutdown, on_startup
 from workers.deadlines import sweep_jobs
 from workers.dispatch import dispatch_job
-from workers.limits import ARQ_TIMEOUT_MARGIN_S, retry_on_timeout
+from workers.mirror import mirror_job
 from workers.notify import notify_job
 from workers.results import fetch_result
 from workers.settle import settle_submit
 
-# Each task's own time limit (workers/limits.py); ARQ's is a margin above it.
-TASK_TIMEOUT_S = 50.0
+# Redis round trips before and after the upstream call, and the event loop's own latency.
+STEP_MARGIN_S = 3.0
+# How much sooner than ARQ's timeout a task's own budget runs out (and it retries).
+BUDGET_HEADROOM_S = 1.0
+OVERRUN_RETRY_DELAY_S = 1.0
+# ARQ's in-progress mark outlives the longest function timeout by this much.
+ARQ_IN_PROGRESS_EXTRA_S = 10.0
+
+
+def function_timeouts_s(settings: Settings) -> dict[str, float]:
+    """Each task's ARQ timeout: its upstream calls' own deadlines plus a margin."""
+    return {
+        "dispatch_job": settings.fal_submit_timeout_s + STEP_MARGIN_S,
+        "notify_job": settings.callback_timeout_s + STEP_MARGIN_S,
+        # A status GET, then (once COMPLETED) a result GET.
+        "fetch_result": 2 * settings.fal_status_timeout_s + STEP_MARGIN_S,
+        # mirror_job enforces MIRROR_TIMEOUT_S itself (then retries, or gives up and
+        # notifies); ARQ's timeout is the backstop. It counts here too: ARQ holds every
+        # task of a killed worker for the longest function timeout, so a long mirror budget
+        # slows every kill recovery (see README).
+        "mirror_job": settings.mirror_timeout_s + STEP_MARGIN_S,
+        # One listing lookup at fal's Platform API (a page or two), then maybe a submit.
+        "settle_submit": 2 * settings.fal_status_timeout_s
+        + settings.fal_submit_timeout_s
+        + STEP_MARGIN_S,
+        # The deadline sweep: bounded like a step, so it never lengthens kill recovery; what
+        # it did not reach in one run it reaches in the next.
+        "sweep_jobs": 15.0,
+    }
 
 
 def polling_max_tries(settings: Settings) -> int:
@@ -27,45 +71,72 @@ def polling_max_tries(settings: Settings) -> int:
     return int(settings.job_deadline_s / (settings.retry_max_delay_s * 0.5)) + 200
 
 
+def kill_recovery_s(settings: Settings) -> float:
+    """How long after it started a killed worker's task can at most wait to run again."""
+    return max(function_timeouts_s(settings).values()) + ARQ_IN_PROGRESS_EXTRA_S
+
+
+def within_budget(function: WorkerCoroutine, budget_s: float) -> WorkerCoroutine:
+    """`function`, turned into a Retry when it runs longer than `budget_s`."""
+
+    @functools.wraps(function)
+    async def run(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
+        budget = asyncio.timeout(budget_s)
+        try:
+            async with budget:
+                return await function(ctx, *args, **kwargs)
+        except TimeoutError as exc:
+            if not budget.expired():
+                raise
+            raise Retry(defer=OVERRUN_RETRY_DELAY_S) from exc
+
+    return run
+
+
 def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
     """An ARQ Worker for vidhook's tasks; each function sets its own tries and timeout."""
     ctx: dict[str, Any] = {"settings": settings}
-    limited = retry_on_timeout(TASK_TIMEOUT_S)
-    arq_timeout_s = TASK_TIMEOUT_S + ARQ_TIMEOUT_MARGIN_S
+    timeouts = function_timeouts_s(settings)
     polling_tries = polling_max_tries(settings)
+
+    def bounded(function: WorkerCoroutine) -> WorkerCoroutine:
+        return within_budget(function, timeouts[function.__qualname__] - BUDGET_HEADROOM_S)
+
     return Worker(
         functions=[
             # max_tries is one above our own limit: the functions end the job themselves on
             # their last try, so ARQ never drops a job without it being marked failed.
             func(
-                limited(dispatch_job),
-                name="dispatch_job",
+                bounded(dispatch_job),
                 max_tries=settings.dispatch_max_tries + 1,
-                timeout=arq_timeout_s,
+                timeout=timeouts["dispatch_job"],
                 keep_result=3600,
             ),
             func(
-                limited(notify_job),
-                name="notify_job",
+                bounded(notify_job),
                 max_tries=settings.callback_max_tries + 1,
-                timeout=arq_timeout_s,
+                timeout=timeouts["notify_job"],
+                keep_result=3600,
+            ),
+            func(
+                mirror_job,
+                max_tries=settings.mirror_max_tries + 1,
+                timeout=timeouts["mirror_job"],
                 keep_result=3600,
             ),
             # Both poll fal for as long as a request may run: bounded by the job's deadline
             # (the sweep ends the job then), not by a count of tries.
             func(
-                limited(fetch_result),
-                name="fetch_result",
+                bounded(fetch_result),
                 max_tries=polling_tries,
-                timeout=arq_timeout_s,
+                timeout=timeouts["fetch_result"],
                 keep_result=3600,
             ),
             # No result kept: a later unclear submit of the same job can enqueue it again.
             func(
-                limited(settle_submit),
-                name="settle_submit",
+                bounded(settle_submit),
                 max_tries=polling_tries,
-                timeout=arq_timeout_s,
+                timeout=timeouts["settle_submit"],
                 keep_result=0,
             ),
         ],
@@ -75,7 +146,7 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
                 name="sweep_jobs",
                 second=set(range(0, 60, settings.deadline_sweep_interval_s)),
                 run_at_startup=True,
-                timeout=300,
+                timeout=timeouts["sweep_jobs"],
                 keep_result=0,
             )
         ],
@@ -87,9 +158,11 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
         max_jobs=settings.worker_max_jobs,
         poll_delay=settings.worker_poll_delay_s,
         handle_signals=handle_signals,
-        # On SIGTERM: stop taking tasks, let running ones finish for up to the grace period
-        # (Kubernetes' terminationGracePeriodSeconds is set above it), then cancel the rest,
-        # which ARQ re-queues.
-        job_completion_wait=int(settings.shutdown_grace_s),
+        # On SIGTERM: stop picking up tasks, let running ones finish within the grace, then
+        # cancel the rest (ARQ puts a cancelled task back on the queue at once).
+        job_completion_wait=math.ceil(settings.shutdown_grace_s),
         log_results=False,
+        # JSON, as the Lua steps write them: a pickle planted in Redis is refused, not run.
+        job_serializer=tasks.serialize,
+        job_deserializer=tasks.deserialize,
     )

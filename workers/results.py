@@ -92,7 +92,9 @@ async def fetch_result(ctx: dict[str, Any], job_id: str) -> str:
     else:
         message = f"fal answered {result.status_code} for the result"
         outcome = outcome_from_error(job.fal_request_id, message, result.body)
-    moved = await finish_job(w.store, job_id, outcome, source="result")
+    moved = await finish_job(
+        w.store, job_id, outcome, source="result", mirror_outputs=w.settings.media_mirror
+    )
     reconciled = moved.applied and job.status is not JobStatus.IN_PROGRESS
     metrics.RECONCILER_ACTIONS.labels("reconciled" if reconciled else "fetched").inc()
     if reconciled:

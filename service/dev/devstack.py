@@ -54,6 +54,8 @@ def _dev_environment(state_dir: Path) -> tuple[dict[str, str], list[str], bool]:
         env.setdefault("SIMULATOR_DATA_DIR", str(state_dir / "simulator"))
         # /v1/endpoints' examples then name files this machine serves, not fal's internet ones.
         env.setdefault("EXAMPLE_MEDIA_BASE_URL", f"{sim_url}/samples")
+        # The simulator serves its videos over http; the dashboard's CSP must let them play.
+        env.setdefault("DASHBOARD_MEDIA_ORIGINS", sim_url)
         notes.append(f"fal:        local simulator at {sim_url} (set FAL_KEY to use real fal)")
     else:
         notes.append(f"fal:        {env.get('FAL_QUEUE_BASE_URL', 'https://queue.fal.run')}")
@@ -67,6 +69,14 @@ def _dev_environment(state_dir: Path) -> tuple[dict[str, str], list[str], bool]:
         notes.append(f"callbacks:  signed with the secret in {state_dir / 'callback-secret'}")
     # Local development sends callbacks to local receivers; production must not.
     env.setdefault("CALLBACK_ALLOW_PRIVATE_TARGETS", "true")
+    if env.get("MEDIA_S3_BUCKET"):
+        notes.append(f"media:      s3://{env['MEDIA_S3_BUCKET']}/{env.get('MEDIA_S3_PREFIX', '')}")
+    else:
+        media_dir = env.setdefault("MEDIA_LOCAL_DIR", str((state_dir / "media").resolve()))
+        notes.append(f"media:      uploads and mirrored outputs in {media_dir}")
+    # The simulator's outputs live on 127.0.0.1: the mirror must be allowed to fetch them.
+    if use_simulator:
+        env.setdefault("MEDIA_ALLOW_PRIVATE_SOURCES", "true")
     return env, notes, use_simulator
 
 
@@ -110,6 +120,7 @@ def run_dev_stack(state_dir: Path | None = None) -> int:
             return 1
         print("\nvidhook dev is running:", file=sys.stderr)
         print(f"  api:        http://{env['HOST']}:{env['PORT']}", file=sys.stderr)
+        print(f"  dashboard:  http://{env['HOST']}:{env['PORT']}/dashboard", file=sys.stderr)
         for note in notes:
             print(f"  {note}", file=sys.stderr)
         print("  Ctrl-C stops everything.\n", file=sys.stderr)

@@ -22,6 +22,7 @@ from service.domain_errors import (
     IdempotencyKeyReused,
     JobAlreadyFinished,
     JobNotFound,
+    MediaStoreUnavailable,
     RequestRejected,
     UpstreamUnavailable,
 )
@@ -67,6 +68,8 @@ def answer_for(exc: DomainError) -> JSONResponse:
         return JSONResponse({"status": "ALREADY_COMPLETED"}, 400)
     if isinstance(exc, UpstreamUnavailable):
         return JSONResponse({"detail": str(exc), "error_type": "internal_error"}, 502)
+    if isinstance(exc, MediaStoreUnavailable):
+        return JSONResponse({"detail": str(exc), "error_type": "internal_error"}, 503)
     return JSONResponse({"detail": str(exc), "error_type": "internal_error"}, 500)
 
 
