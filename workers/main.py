@@ -55,9 +55,9 @@ def function_timeouts_s(settings: Settings) -> dict[str, float]:
         # task of a killed worker for the longest function timeout, so a long mirror budget
         # slows every kill recovery (see README).
         "mirror_job": settings.mirror_timeout_s + STEP_MARGIN_S,
-        # One listing lookup at fal's Platform API (a page or two), then maybe a submit.
-        "settle_submit": 2 * settings.fal_status_timeout_s
-        + settings.fal_submit_timeout_s
+        # A listing lookup at fal's Platform API, or a resubmit: a try that needs both and
+        # runs out of its budget is retried (and the lookup comes first again).
+        "settle_submit": max(2 * settings.fal_status_timeout_s, settings.fal_submit_timeout_s)
         + STEP_MARGIN_S,
         # The deadline sweep: bounded like a step, so it never lengthens kill recovery; what
         # it did not reach in one run it reaches in the next.

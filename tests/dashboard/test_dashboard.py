@@ -176,22 +176,21 @@ def test_a_job_page_shows_the_job_and_plays_its_video(
     assert tab.errors == []
 
 
-def held_job(client: httpx.Client, fal_proxy: FalProxy, prompt: str, **extra: Any) -> str:
-    """A job fal "accepted" and never finishes, so its input is still kept; returns its id."""
-    case = f"held-{uuid.uuid4().hex[:10]}"
-    fal_proxy.script(case, Fault("swallow"))
+def waiting_job(client: httpx.Client, fal_proxy: FalProxy, prompt: str, **extra: Any) -> str:
+    """A job whose submit fal holds unanswered, so it waits in `submitting`, input kept."""
+    case = f"waiting-{uuid.uuid4().hex[:10]}"
+    fal_proxy.script(case, Fault("late", delay_s=30.0))
     body = {**i2v_body(case), **extra}
     body["input"]["prompt"] = f"{prompt} ({case})"
-    job_id = client.post("/v1/jobs", json=body).json()["id"]
-    wait_for(client, job_id, lambda job: job["status"] == "submitted")
-    return str(job_id)
+    return str(client.post("/v1/jobs", json=body).json()["id"])
 
 
 def test_a_live_jobs_input_shows_its_data_uri_as_a_thumbnail_and_markup_as_text(
     tab: Tab, system: ServerThread, client: httpx.Client, fal_proxy: FalProxy
 ) -> None:
     note = {"note": "<b onmouseover=alert(1)>bold</b>"}
-    job_id = held_job(client, fal_proxy, SCRIPT_PROMPT, metadata=note)
+    # The input is dropped once fal holds the request: a job still waiting to be submitted.
+    job_id = waiting_job(client, fal_proxy, SCRIPT_PROMPT, metadata=note)
     page = tab.page
     sign_in(page, system.url)
     expect(page.locator("#who")).to_be_visible()
