@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import signal
 from typing import Any
 
 from arq import Retry
@@ -93,6 +94,21 @@ def within_budget(function: WorkerCoroutine, budget_s: float) -> WorkerCoroutine
     return run
 
 
+class VidhookWorker(Worker):
+    """ARQ's Worker, with a shutdown that always runs `on_shutdown`."""
+
+    async def close(self) -> None:
+        # ARQ's close() gathers the worker's tasks and, when one was cancelled at shutdown
+        # (it outlived SHUTDOWN_GRACE_S), raises CancelledError before `on_shutdown`: the fal
+        # and callback clients and the metrics server would be left open. Their outcome is
+        # ARQ's business (a cancelled task is back on the queue); here they only must be done.
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        self.tasks.clear()
+        await super().close()
+
+
 def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
     """An ARQ Worker for vidhook's tasks; each function sets its own tries and timeout."""
     ctx: dict[str, Any] = {"settings": settings}
@@ -102,7 +118,7 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
     def bounded(function: WorkerCoroutine) -> WorkerCoroutine:
         return within_budget(function, timeouts[function.__qualname__] - BUDGET_HEADROOM_S)
 
-    return Worker(
+    return VidhookWorker(
         functions=[
             # max_tries is one above our own limit: the functions end the job themselves on
             # their last try, so ARQ never drops a job without it being marked failed.

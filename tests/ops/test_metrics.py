@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -17,6 +16,7 @@ from service.dev.localredis import free_port
 from service.keys import RedisKeys
 from service.settings import Settings
 from tests.conftest import CallbackReceiver, bearer, i2v_body, is_terminal, wait_for
+from tests.support.isolation import isolated
 from tests.support.servers import ServerThread
 from tests.support.workerthread import WorkerThread
 
@@ -118,9 +118,10 @@ def test_series_follow_prometheus_naming(system: ServerThread) -> None:
 
 def test_a_worker_serves_its_own_metrics_on_worker_metrics_port(settings: Settings) -> None:
     port = free_port()
-    values: dict[str, Any] = dict(settings)
-    values.update(worker_metrics_port=port, arq_queue_name="wmetrics:queue")
-    worker = WorkerThread(Settings(**values)).start()
+    # Its own slice of Redis: a worker on the session's keys would sweep (and take on) every
+    # other test's jobs, and its stop would wait for them.
+    worker = WorkerThread(isolated(settings, worker_metrics_port=port, shutdown_grace_s=2.0))
+    worker.start()
     try:
         deadline = time.monotonic() + 10
         while True:

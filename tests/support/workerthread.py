@@ -38,6 +38,16 @@ class WorkerThread:
         return self
 
     def stop(self) -> None:
+        """SIGTERM the worker and wait for it to end: within its shutdown grace, plus room.
+
+        A worker still running after `stop` would keep serving (and fail a later test when
+        it finally ends), so not ending in time is this test's failure, here.
+        """
         if self._worker is not None:
             self._loop.call_soon_threadsafe(self._worker.handle_sig, signal.SIGTERM)
-        self._thread.join(timeout=15)
+        self._thread.join(timeout=self.settings.shutdown_grace_s + 10)
+        if self._thread.is_alive():
+            raise AssertionError(
+                f"the worker did not stop within SHUTDOWN_GRACE_S "
+                f"({self.settings.shutdown_grace_s:g} s) + 10 s"
+            )
