@@ -91,6 +91,12 @@ def table(results: dict[str, Any]) -> str:
         f"| 6 | … plus ARQ's kept task results (dispatch + notify, expire after 1 h) | "
         f"{memory['arq_results']:.0f} B | | | |"
     )
+    poll = results["longpoll"]
+    rows.append(
+        f"| 7 | Redis commands per long-poll, {poll['polls']} concurrent `?wait=60`, held "
+        f"{poll['held_s']:.0f} s | {poll['commands_per_long_poll']:.2f} | "
+        f"{poll['naive_per_client']} (polling every 0.5 s, the hold alone) | | bounded |"
+    )
     m = results["machine"]
     header = (
         f"`{results['command']}` on {m['date']}: {m['cpus']} cores, {m['cpu_model']}, "

@@ -22,6 +22,8 @@ Phases (each starts from what the one before left, in this order):
 5. fal calls per job: vidhook and fal-client's `subscribe` against a simulator with a
    scaled-down model delay, counted by the proxy.
 6. Redis memory per finished job, over the jobs phase 4 finished.
+7. long-poll: 1,000 concurrent `GET /v1/jobs/{id}?wait=60` on a fresh API process and Redis
+   (bench/longpoll.py, also `make bench-longpoll`), against clients polling every 0.5 s.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from arq.connections import ArqRedis
 from arq.jobs import deserialize_result
 from redis.asyncio import ConnectionPool, Redis
 
-from bench import report
+from bench import longpoll, report
 from bench.loadgen import LoadGenerator, Sent, load_requests
 from bench.peer import RESULT_VIDEO_BYTES, ok_webhook_payload
 from bench.profile import sampled
@@ -697,6 +699,15 @@ class Bench:
             "used_memory_delta_per_job": (used_after - used_before) / max(1, len(job_ids)),
         }
 
+    # --- phase 7: long-poll ----------------------------------------------------------------
+
+    def phase_longpoll(self) -> None:
+        # Its own stack (a fresh Redis and API): the commands counted are the long-polls' only.
+        polls = 300 if self.quick else 1000
+        out = self.out_dir / "longpoll"
+        out.mkdir(exist_ok=True)
+        self.results["longpoll"] = asyncio.run(longpoll.run(polls, 3.0, out))
+
     # --- the run ---------------------------------------------------------------------------
 
     def run(self, only: set[str] | None = None) -> dict[str, Any]:
@@ -711,6 +722,7 @@ class Bench:
             "dispatch": self.phase_dispatch,
             "latency": self.phase_latency,
             "calls": self.phase_calls,
+            "longpoll": self.phase_longpoll,
         }
         try:
             self.start_all()
@@ -856,7 +868,7 @@ def main() -> None:
     parser.add_argument(
         "--phases",
         default="",
-        help="comma-separated subset of intake,webhooks,dispatch,latency,calls "
+        help="comma-separated subset of intake,webhooks,dispatch,latency,calls,longpoll "
         "(webhooks needs intake); prints the raw figures instead of the table",
     )
     parser.add_argument(
