@@ -13,6 +13,7 @@ from typing import Any
 
 from service import metrics
 from service.fal import normalise_detail
+from service.input_archive import keep_input_task
 from service.jobs import (
     VIDHOOK_ORIGIN,
     JobStatus,
@@ -172,9 +173,9 @@ async def finish_job(
         job_id,
         status,
         reason=source,
-        # The input (possibly megabytes of data URIs) is no longer needed once fal is done.
-        fields={**request_fields, **fields, "completed_at_ms": now_ms(), "input": ""},
-        follow_ups=follow_ups,
+        fields={**request_fields, **fields, "completed_at_ms": now_ms()},
+        # The input (possibly megabytes of data URIs) is never sent again: to the media store.
+        follow_ups=[*follow_ups, keep_input_task(job_id)],
         refused_event={
             "event": "late_outcome",
             "source": source,

@@ -179,6 +179,8 @@ class Job:
     submit_unclear_cause: str | None = None
     failure_origin: str | None = None
     unknown_request_streak: int = 0
+    # Where the input went once it left Redis (service/input_archive.py), if it was kept.
+    input_key: str | None = None
 
     @classmethod
     def queued(
@@ -281,6 +283,7 @@ class Job:
             submit_unclear_cause=text("submit_unclear_cause"),
             failure_origin=text("failure_origin"),
             unknown_request_streak=number("unknown_request_streak") or 0,
+            input_key=text("input_key"),
         )
 
     def to_resource(self) -> dict[str, Any]:

@@ -85,6 +85,10 @@ class MediaStore(Protocol):
         """A URL anyone holding it can GET the object from for `expires_s`."""
         ...
 
+    async def read(self, key: str) -> bytes:
+        """The object's bytes, whole: for small objects only (a job's kept input)."""
+        ...
+
 
 @contextlib.asynccontextmanager
 async def open_media_store(settings: Settings) -> AsyncIterator[MediaStore]:
@@ -274,7 +278,7 @@ class S3MediaStore:
         )
 
     async def read(self, key: str) -> bytes:
-        """The object's bytes (tests and tools; mirroring never reads back whole objects)."""
+        """The object's bytes (kept inputs, tests; mirroring never reads back whole objects)."""
         response = await self._call(
             "read", self._client.get_object(Bucket=self.bucket, Key=self.object_key(key))
         )
@@ -365,6 +369,12 @@ class LocalMediaStore:
         expires = int(time.time()) + expires_s
         token = self._tokens.token(f"{check_key(key)}\n{expires}")
         return f"{self._base_url}/v1/media/{key}?expires={expires}&token={token}"
+
+    async def read(self, key: str) -> bytes:
+        try:
+            return await asyncio.to_thread(self.path(key).read_bytes)
+        except OSError as exc:
+            raise MediaError(f"could not read {key}: {exc}") from exc
 
     def open_path(self, key: str, expires: str, token: str) -> Path | None:
         """The file a tokenised URL names, or None when the URL is forged, expired or gone."""

@@ -135,12 +135,17 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
         Stats=STATS_SCHEMA,
         JobInput={
             "type": "object",
-            "required": ["object", "id", "endpoint", "input"],
+            "required": ["object", "id", "endpoint", "input", "kept"],
             "properties": {
                 "object": {"const": "job_input"},
                 "id": {"type": "string"},
                 "endpoint": {"type": "string"},
                 "input": {"type": ["object", "null"]},
+                "kept": {
+                    "enum": ["redis", "media", None],
+                    "description": "Where the input was read from: Redis while the job may "
+                    "still be submitted, the media store afterwards; null when neither has it.",
+                },
             },
         },
         EndpointList={
@@ -417,8 +422,8 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                     "operationId": "getJobInput",
                     "summary": "Read the input a job was submitted with",
                     "description": "Exactly as sent to fal. Kept out of the job resource, "
-                    "which it could make megabytes long (data URIs). `input` is null once the "
-                    "job has ended: the input is dropped then.",
+                    "which it could make megabytes long (data URIs). Once fal has the request "
+                    "the input moves from Redis to the media store, and is read from there.",
                     "parameters": [
                         {
                             "name": "job_id",
@@ -429,7 +434,7 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                     ],
                     "responses": {
                         "200": _json(_ref("JobInput"), "The job's input."),
-                        **_problems(401, 404),
+                        **_problems(401, 404, 503),
                     },
                 }
             },

@@ -18,6 +18,7 @@ from arq import Retry
 from service import metrics
 from service.completions import FalOutcome, fal_error, finish_job
 from service.fal import FalAmbiguous, FalRejected, FalUnavailable, SubmitReceipt
+from service.input_archive import keep_input_task
 from service.jobs import JobStatus, reconcile_task_id, settle_task_id, sources_of
 from service.store import Task, now_ms
 from workers.context import WorkerContext, worker_context
@@ -116,23 +117,24 @@ async def record_acceptance(w: WorkerContext, job_id: str, receipt: SubmitReceip
         "fal_cancel_url": receipt.cancel_url,
         "submitted_at_ms": now_ms(),
         "submit_pending_since_ms": "",
-        # fal has the input now; the job keeps its input_sha256 to find the request by.
-        "input": "",
     }
+    # fal has the input now: it moves to the media store (the job keeps its input_sha256 to
+    # find the request by).
+    keep = keep_input_task(job_id)
     moved = await w.store.transition(
         job_id,
         JobStatus.SUBMITTED,
         reason="fal_accepted",
         fields=accepted_fields,
         # Scheduled in the same step, so no submitted job is left without a safety net.
-        follow_ups=[reconcile_task(w, job_id, defer_s=w.settings.reconcile_after_s)],
+        follow_ups=[reconcile_task(w, job_id, defer_s=w.settings.reconcile_after_s), keep],
     )
     if moved.applied:
         await metrics.job_submitted(w.store.redis, w.store.keys, job_id, now_ms())
     else:
         # fal's webhook can beat its own submit answer here (a fast failure): keep the finished
         # state, but remember which request it was.
-        await w.store.update_fields(job_id, accepted_fields)
+        await w.store.update_fields(job_id, accepted_fields, follow_ups=[keep])
     return f"submitted as {receipt.request_id}"
 
 

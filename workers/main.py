@@ -30,6 +30,7 @@ from service.settings import Settings
 from workers.context import on_shutdown, on_startup
 from workers.deadlines import sweep_jobs
 from workers.dispatch import dispatch_job
+from workers.keep_input import keep_input
 from workers.mirror import mirror_job
 from workers.notify import notify_job
 from workers.results import fetch_result
@@ -56,6 +57,8 @@ def function_timeouts_s(settings: Settings) -> dict[str, float]:
         # task of a killed worker for the longest function timeout, so a long mirror budget
         # slows every kill recovery (see README).
         "mirror_job": settings.mirror_timeout_s + STEP_MARGIN_S,
+        # One small object written to the same store, under the same bound.
+        "keep_input": settings.mirror_timeout_s + STEP_MARGIN_S,
         # A listing lookup at fal's Platform API, or a resubmit: a try that needs both and
         # runs out of its budget is retried (and the lookup comes first again).
         "settle_submit": max(2 * settings.fal_status_timeout_s, settings.fal_submit_timeout_s)
@@ -139,6 +142,13 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
                 max_tries=settings.mirror_max_tries + 1,
                 timeout=timeouts["mirror_job"],
                 keep_result=3600,
+            ),
+            func(
+                bounded(keep_input),
+                max_tries=settings.mirror_max_tries + 1,
+                timeout=timeouts["keep_input"],
+                # A later enqueue (the job's end, after its acceptance) finds nothing to do.
+                keep_result=0,
             ),
             # Both poll fal for as long as a request may run: bounded by the job's deadline
             # (the sweep ends the job then), not by a count of tries.

@@ -677,7 +677,7 @@ async function jobView(view, signal, jobId) {
 
   api(`${path}/input`, { signal }).then(({ data }) => {
     clear(input);
-    const gone = "Not kept: vidhook drops a job's input once fal has finished with it (it can be megabytes of data URIs).";
+    const gone = "Not kept: this job's input was dropped before vidhook kept inputs in the media store.";
     append(input, [el("h3", { text: "Input" }), data.input ? fields(data.input) : notice(TERMINAL.includes(job.status) ? gone : "None.")]);
   }).catch((error) => {
     if (!signal.aborted) input.append(notice(`The input could not be read: ${error.message}`, "warn"));

@@ -152,7 +152,10 @@ def test_a_job_page_shows_the_job_and_plays_its_video(
 
     expect(page.locator("#fal-request-id")).to_have_text(job["fal_request_id"])
     expect(page.locator("#timeline li").first).to_be_visible()
-    expect(page.locator("#input")).to_contain_text("drops a job's input")
+    # A finished job's input comes back from the media store, its data URI as a thumbnail.
+    thumbnail = page.locator("#input img")
+    expect(thumbnail).to_have_attribute("src", re.compile(r"^data:image/jpeg;base64,"))
+    assert thumbnail.evaluate("img => img.naturalWidth") > 0
     playback = page.locator("#result-video").evaluate(
         """video => new Promise((resolve, reject) => {
             const fail = () => reject(new Error(`video error ${video.error && video.error.code}`));

@@ -9,6 +9,7 @@ import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import redis as redis_lib
 
 from service.settings import Settings
 from tests.conftest import SAMPLE_IMAGE, i2v_body, is_terminal, wait_for
@@ -96,3 +97,24 @@ def test_a_large_data_uri_reaches_fal_as_a_url_of_the_same_bytes(
     client.post("/v1/jobs", json=i2v_body(small_case))
     [small_submit] = wait_until(lambda: fal_proxy.submits_containing(small_case))
     assert json.loads(small_submit.body)["image_url"].startswith("data:image/jpeg;base64,")
+
+
+def test_a_finished_jobs_input_is_kept_in_the_media_store_and_not_in_redis(
+    client: httpx.Client, settings: Settings
+) -> None:
+    body = i2v_body(f"kept-{uuid.uuid4().hex[:8]}")
+    job_id = client.post("/v1/jobs", json=body).json()["id"]
+    wait_for(client, job_id, is_terminal)
+    key = f"jobs/{job_id}/input.json"
+    redis = redis_lib.Redis.from_url(settings.redis_url)
+    try:
+        # The record keeps only where the input went: a megabyte of data URIs is not in Redis.
+        wait_until(lambda: redis.hget(f"{settings.redis_key_prefix}job:{job_id}", "input_key"))
+        stored = redis.hmget(f"{settings.redis_key_prefix}job:{job_id}", ["input", "input_key"])
+    finally:
+        redis.close()
+    assert stored == [None, key.encode()] or stored == [b"", key.encode()]
+    # Byte for byte the JSON fal received, and read back as the job's input.
+    assert json.loads((settings.media_local_dir / key).read_bytes()) == body["input"]
+    answer = client.get(f"/v1/jobs/{job_id}/input").json()
+    assert answer["kept"] == "media" and answer["input"] == body["input"]
