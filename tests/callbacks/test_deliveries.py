@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import time
 import uuid
@@ -25,6 +26,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from service.app import create_app
 from service.deliveries import attempt_task_id
+from service.dev.localredis import free_port
 from service.jobs import Job, JobStatus
 from service.keys import RedisKeys
 from service.settings import Settings
@@ -55,8 +57,12 @@ Request = tuple[float, dict[str, str], bytes]
 
 @pytest.fixture(scope="module")
 def delivery_settings(settings: Settings) -> Settings:
+    port = free_port()
     return isolated(
         settings,
+        # fal's webhooks come to this API, not the session's.
+        port=port,
+        public_base_url=f"http://127.0.0.1:{port}",
         callback_retry_schedule_s=SCHEDULE,
         callback_timeout_s=TIMEOUT_S,
         deadline_sweep_interval_s=1,
@@ -90,6 +96,39 @@ def submit(api: httpx.Client, url: str, **extra: Any) -> str:
     return job_id
 
 
+def cancelled_job(settings: Settings, url: str, *, doom_first_attempt: bool = False) -> str:
+    """A job (tenant-a) recorded and cancelled straight in the store, so its callback goes at
+    once, without a render at the simulator; the worker and the receiver are as real.
+
+    `doom_first_attempt`: ARQ will drop the first attempt's task unrun ("max retries
+    exceeded"), as it did to the user whose CALLBACK_MAX_TRIES was lowered across a restart.
+    """
+    job_id = f"job_{uuid.uuid4().hex}"
+
+    async def record_and_cancel() -> None:
+        keys = RedisKeys(settings.redis_key_prefix, settings.arq_queue_name)
+        async with Redis.from_url(settings.redis_url) as redis:
+            store = JobStore(redis, keys, job_retention_s=3600)
+            job = Job.queued(
+                job_id, "tenant-a", "fal-ai/veo3.1/fast/image-to-video", {"prompt": "x"},
+                callback_url=url, metadata=None, estimated_cost_usd=None,
+                created_at_ms=now_ms(),
+            )  # fmt: skip
+            # Its dispatch far in the future: this job only ever gets cancelled.
+            later = Task(f"never:{job_id}", "dispatch_job", (job_id,), defer_s=3600)
+            await store.create(job_id, "tenant-a", job.to_new_hash(), later)
+            if doom_first_attempt:
+                first_try = attempt_task_id(job_id, "job.cancelled", 0, 0)
+                await redis.set(f"arq:retry:{first_try}", 1000, ex=600)
+            moved = await store.transition(
+                job_id, JobStatus.CANCELLED, reason="cancel", finished=True
+            )
+            assert moved.applied
+
+    asyncio.run(record_and_cancel())
+    return job_id
+
+
 def eventually(check: Callable[[], Any], timeout_s: float = 20.0, what: str = "") -> Any:
     deadline = time.monotonic() + timeout_s
     last: Any = None
@@ -112,9 +151,10 @@ def wait_requests(receiver: ScriptedReceiver, name: str, count: int, **kw: Any) 
 
 def callback_state(api: httpx.Client, job_id: str, status: str) -> dict[str, Any]:
     job: dict[str, Any] = eventually(
-        lambda: (j := api.get(f"/v1/jobs/{job_id}").json()).get("callback", {}).get("status")
-        == status
-        and j,
+        lambda: (
+            (j := api.get(f"/v1/jobs/{job_id}").json()).get("callback", {}).get("status") == status
+            and j
+        ),
         what=f"callback.status {status}",
     )
     return job
@@ -171,7 +211,7 @@ def test_a_server_error_is_retried_on_schedule_with_the_same_id_and_body(
     requests = scripted_receiver.requests("5xx")
     assert len(requests) == 3
     assert_one_message(requests)
-    gaps = [b[0] - a[0] for a, b in zip(requests, requests[1:], strict=False)]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(requests)]
     assert 0.15 <= gaps[0] < 1.0, gaps  # 0.2 s ± 10 %
     assert 1.3 <= gaps[1] < 3.0, gaps  # 1.5 s ± 10 %
     [delivery] = deliveries(api, job_id)
@@ -184,9 +224,9 @@ def test_a_server_error_is_retried_on_schedule_with_the_same_id_and_body(
 
 
 def test_410_gone_stops_at_once_and_dead_letters(
-    api: httpx.Client, scripted_receiver: ScriptedReceiver
+    api: httpx.Client, scripted_receiver: ScriptedReceiver, delivery_settings: Settings
 ) -> None:
-    job_id = submit(api, scripted_receiver.plan("gone", 410, 204))
+    job_id = cancelled_job(delivery_settings, scripted_receiver.plan("gone", 410, 204))
     job = callback_state(api, job_id, "dead_lettered")
 
     time.sleep(0.6)  # past the next step: no further try comes
@@ -201,9 +241,9 @@ def test_410_gone_stops_at_once_and_dead_letters(
 
 
 def test_retry_after_of_a_503_is_honoured(
-    api: httpx.Client, scripted_receiver: ScriptedReceiver
+    api: httpx.Client, scripted_receiver: ScriptedReceiver, delivery_settings: Settings
 ) -> None:
-    job_id = submit(api, scripted_receiver.plan("busy", (503, "1"), 204))
+    job_id = cancelled_job(delivery_settings, scripted_receiver.plan("busy", (503, "1"), 204))
     callback_state(api, job_id, "delivered")
 
     first, second = scripted_receiver.requests("busy")
@@ -213,9 +253,11 @@ def test_retry_after_of_a_503_is_honoured(
 
 
 def test_retry_after_beyond_the_next_but_one_step_is_bounded(
-    api: httpx.Client, scripted_receiver: ScriptedReceiver
+    api: httpx.Client, scripted_receiver: ScriptedReceiver, delivery_settings: Settings
 ) -> None:
-    job_id = submit(api, scripted_receiver.plan("slow-down", (429, "3600"), 204))
+    job_id = cancelled_job(
+        delivery_settings, scripted_receiver.plan("slow-down", (429, "3600"), 204)
+    )
     callback_state(api, job_id, "delivered")
 
     first, second = scripted_receiver.requests("slow-down")
@@ -223,9 +265,9 @@ def test_retry_after_beyond_the_next_but_one_step_is_bounded(
 
 
 def test_a_redirect_is_a_failure_and_never_followed(
-    api: httpx.Client, scripted_receiver: ScriptedReceiver
+    api: httpx.Client, scripted_receiver: ScriptedReceiver, delivery_settings: Settings
 ) -> None:
-    job_id = submit(api, scripted_receiver.plan("moved", "redirect", 204))
+    job_id = cancelled_job(delivery_settings, scripted_receiver.plan("moved", "redirect", 204))
     callback_state(api, job_id, "delivered")
 
     assert scripted_receiver.requests("moved-redirected") == []
@@ -237,9 +279,9 @@ def test_a_redirect_is_a_failure_and_never_followed(
 
 
 def test_a_receiver_that_does_not_answer_in_time_is_a_failure(
-    api: httpx.Client, scripted_receiver: ScriptedReceiver
+    api: httpx.Client, scripted_receiver: ScriptedReceiver, delivery_settings: Settings
 ) -> None:
-    job_id = submit(api, scripted_receiver.plan("hang", "slow", 204))
+    job_id = cancelled_job(delivery_settings, scripted_receiver.plan("hang", "slow", 204))
     callback_state(api, job_id, "delivered")
 
     assert_one_message(scripted_receiver.requests("hang"))
@@ -256,7 +298,7 @@ def test_an_exhausted_schedule_dead_letters_and_a_redelivery_delivers_the_same_m
     job = callback_state(api, job_id, "dead_lettered")
     assert job["callback"]["attempts"] == 3
     dead = api.get("/v1/callbacks/dead").json()["data"]
-    assert [d for d in dead if d["job_id"] == job_id][0]["status"] == "dead_lettered"
+    assert next(d for d in dead if d["job_id"] == job_id)["status"] == "dead_lettered"
 
     # Another tenant sees neither the log nor the job, nor can it redeliver.
     other = bearer(TENANT_B_KEY)
@@ -295,9 +337,9 @@ def test_redeliver_is_409_without_a_callback_and_404_for_no_job(api: httpx.Clien
 
 
 def test_a_redelivered_callback_is_sent_again_even_when_it_was_delivered(
-    api: httpx.Client, scripted_receiver: ScriptedReceiver
+    api: httpx.Client, scripted_receiver: ScriptedReceiver, delivery_settings: Settings
 ) -> None:
-    job_id = submit(api, scripted_receiver.plan("again", 204, 204))
+    job_id = cancelled_job(delivery_settings, scripted_receiver.plan("again", 204, 204))
     callback_state(api, job_id, "delivered")
 
     assert api.post(f"/v1/jobs/{job_id}/callback/redeliver").status_code == 202
@@ -311,8 +353,10 @@ def test_only_the_selected_event_types_are_called_back(
     url = scripted_receiver.plan("events")
     job_id = submit(api, url, callback_events=["job.submitted", "job.completed"])
     eventually(
-        lambda: len(deliveries(api, job_id)) == 2
-        and all(d["status"] == "delivered" for d in deliveries(api, job_id)),
+        lambda: (
+            len(deliveries(api, job_id)) == 2
+            and all(d["status"] == "delivered" for d in deliveries(api, job_id))
+        ),
         what="both deliveries delivered",
     )
     time.sleep(0.5)  # nothing else follows
@@ -326,11 +370,14 @@ def test_only_the_selected_event_types_are_called_back(
     assert job["callback"]["events"] == ["job.submitted", "job.completed"]
 
 
-def test_callback_events_are_validated(api: httpx.Client, scripted_receiver: ScriptedReceiver) -> None:
+def test_callback_events_are_validated(
+    api: httpx.Client, scripted_receiver: ScriptedReceiver
+) -> None:
     url = scripted_receiver.plan("never")
     for events in (["job.started"], [], "job.completed"):
         answer = api.post(
-            "/v1/jobs", json={**i2v_body("bad-events"), "callback_url": url, "callback_events": events}
+            "/v1/jobs",
+            json={**i2v_body("bad-events"), "callback_url": url, "callback_events": events},
         )
         assert answer.status_code == 422, (events, answer.text)
         assert answer.json()["errors"][0]["path"][0] == "callback_events"
@@ -395,29 +442,9 @@ def test_a_delivery_whose_task_arq_dropped_is_resumed_by_the_sweep(
     code ran, and the job stayed `retrying` for ever. Here ARQ drops the first attempt's task
     the same way (its try counter already past max_tries); the sweep must enqueue it again."""
     name = f"dropped-{ends}"
-    url = scripted_receiver.plan(name, *answers)
-    job_id = f"job_{uuid.uuid4().hex}"
-
-    async def cancel_with_its_first_attempt_doomed() -> None:
-        keys = RedisKeys(delivery_settings.redis_key_prefix, delivery_settings.arq_queue_name)
-        async with Redis.from_url(delivery_settings.redis_url) as redis:
-            store = JobStore(redis, keys, job_retention_s=3600)
-            job = Job.queued(
-                job_id, "tenant-a", "fal-ai/veo3.1/fast/image-to-video", {"prompt": "x"},
-                callback_url=url, metadata=None, estimated_cost_usd=None,
-                created_at_ms=now_ms(),
-            )  # fmt: skip
-            # Its dispatch far in the future: this job only ever gets cancelled.
-            later = Task(f"never:{job_id}", "dispatch_job", (job_id,), defer_s=3600)
-            await store.create(job_id, "tenant-a", job.to_new_hash(), later)
-            first_try = attempt_task_id(job_id, "job.cancelled", 0, 0)
-            await redis.set(f"arq:retry:{first_try}", 1000, ex=600)
-            moved = await store.transition(
-                job_id, JobStatus.CANCELLED, reason="cancel", finished=True
-            )
-            assert moved.applied
-
-    asyncio.run(cancel_with_its_first_attempt_doomed())
+    job_id = cancelled_job(
+        delivery_settings, scripted_receiver.plan(name, *answers), doom_first_attempt=True
+    )
 
     job = callback_state(api, job_id, ends)
     requests = wait_requests(scripted_receiver, name, len(answers))
