@@ -36,7 +36,13 @@ from redis.asyncio import Redis
 
 from service.callbacks import DeliveryResult
 from service.domain_errors import NothingToRedeliver
-from service.jobs import CALLBACK_STATUSES, JobStatus, event_type_for, iso_from_ms
+from service.jobs import (
+    CALLBACK_EVENT_TYPES,
+    CALLBACK_STATUSES,
+    JobStatus,
+    event_type_for,
+    iso_from_ms,
+)
 from service.keys import RedisKeys
 from service.tasks import Task
 
@@ -510,3 +516,63 @@ class Deliveries:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+ATTEMPT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "One POST to the receiver.",
+    "required": ["series", "number", "at", "latency_ms", "status_code", "error", "outcome"],
+    "properties": {
+        "series": {"type": "integer", "description": "0, then one more per redelivery."},
+        "number": {"type": "integer", "description": "1-based within its series."},
+        "at": {"type": "string", "format": "date-time"},
+        "latency_ms": {"type": "integer"},
+        "status_code": {
+            "type": ["integer", "null"],
+            "description": "The receiver's HTTP status; null when none came (timeout, "
+            "connection refused, refused URL).",
+        },
+        "error": {"type": ["string", "null"], "description": "Why it was not delivered."},
+        "outcome": {
+            "enum": [status.value for status in DeliveryStatus],
+            "description": "The delivery's status after this attempt.",
+        },
+    },
+}
+
+DELIVERY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "The delivery of one event type of a job's callback, with its attempts. "
+    "`webhook_id` and the body are the same on every attempt and redelivery.",
+    "required": ["object", "job_id", "event", "webhook_id", "status", "series", "attempts"],
+    "properties": {
+        "object": {"const": "delivery"},
+        "job_id": {"type": "string"},
+        "event": {"enum": list(CALLBACK_EVENT_TYPES)},
+        "webhook_id": {"type": "string", "examples": ["msg_job_0d1f_completed"]},
+        "url": {"type": "string"},
+        "status": {
+            "enum": [status.value for status in DeliveryStatus],
+            "description": "scheduled: the next attempt is due at `next_attempt_at`; "
+            "dead_lettered: no more attempts (schedule ran out, 410, refused URL).",
+        },
+        "series": {"type": "integer"},
+        "attempts_in_series": {"type": "integer"},
+        "attempts_total": {"type": "integer"},
+        "created_at": _TIME,
+        "updated_at": _TIME,
+        "next_attempt_at": _TIME,
+        "delivered_at": _TIME,
+        "dead_lettered_at": _TIME,
+        "dead_letter_reason": {"type": ["string", "null"]},
+        "last_status_code": {"type": ["integer", "null"]},
+        "last_error": {"type": ["string", "null"]},
+        "attempts": {
+            "type": "array",
+            "items": ATTEMPT_SCHEMA,
+            "description": f"Oldest first, the last {ATTEMPTS_KEPT} at most (empty in lists).",
+        },
+    },
+}
