@@ -453,3 +453,26 @@ def test_a_delivery_whose_task_arq_dropped_is_resumed_by_the_sweep(
     [delivery] = deliveries(api, job_id)
     assert delivery["status"] == ends and len(delivery["attempts"]) == len(answers)
     assert job["callback"]["attempts"] == len(answers)
+
+
+def test_a_refused_target_is_refused_again_on_redelivery(
+    api: httpx.Client, delivery_settings: Settings, scripted_receiver: ScriptedReceiver
+) -> None:
+    # The URL rules that hold even where private targets are allowed (here: userinfo). Such a
+    # URL never passes intake; a stored one (say, from before a rule existed) is refused on
+    # every attempt, redeliveries included, and never contacted.
+    url = scripted_receiver.plan("refused").replace("http://", "http://user:pw@")
+    job_id = cancelled_job(delivery_settings, url)
+    callback_state(api, job_id, "dead_lettered")
+
+    assert api.post(f"/v1/jobs/{job_id}/callback/redeliver").status_code == 202
+    eventually(
+        lambda: (d := deliveries(api, job_id)) and len(d[0]["attempts"]) == 2
+        and d[0]["status"] == "dead_lettered",
+        what="the redelivery refused too",
+    )  # fmt: skip
+    [delivery] = deliveries(api, job_id)
+    assert [a["series"] for a in delivery["attempts"]] == [0, 1]
+    for attempt in delivery["attempts"]:
+        assert attempt["status_code"] is None and "refused" in attempt["error"]
+    assert scripted_receiver.requests("refused") == []
