@@ -31,6 +31,7 @@ from service.media import open_media_store
 from service.redisconn import api_redis, warn_if_unauthenticated
 from service.routes import fal_errors
 from service.routes.dashboard import dashboard_routes
+from service.routes.deliveries import dead_letters, list_deliveries, redeliver
 from service.routes.docs import docs_assets, docs_page, openapi_document
 from service.routes.endpoints import list_endpoints
 from service.routes.events import job_events, tenant_events
@@ -128,6 +129,9 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/jobs", list_jobs, methods=["GET"]),
         Route("/v1/jobs/{job_id}", get_job, methods=["GET"]),
         Route("/v1/jobs/{job_id}/cancel", cancel, methods=["POST"]),
+        Route("/v1/jobs/{job_id}/deliveries", list_deliveries, methods=["GET"]),
+        Route("/v1/jobs/{job_id}/callback/redeliver", redeliver, methods=["POST"]),
+        Route("/v1/callbacks/dead", dead_letters, methods=["GET"]),
         Route("/v1/files", create_file, methods=["POST"]),
         Route("/v1/media/{key:path}", get_local_media, methods=["GET"]),
         Route("/v1/jobs/{job_id}/events", job_events, methods=["GET"]),

@@ -20,9 +20,16 @@ no httpx exception leaves `send`.
 Retry classification (`DeliveryResult.retryable`): every answer other than a 2xx is worth
 another try, as Standard Webhooks senders do: a receiver that answers 404 or 302 during a
 deploy or a misconfiguration usually recovers, and the sender's back-off bounds the cost.
-DNS failures, connection errors, timeouts and malformed responses are retried too. Only a
-refused target is final: the URL is the problem, and it is fixed for the job's life.
-Redirects are never followed, whatever the answer.
+DNS failures, connection errors, timeouts and malformed responses are retried too. Final are
+a refused target (the URL is the problem, and it is fixed for the job's life) and 410 Gone
+(the receiver says the endpoint is gone for good). Redirects are never followed, whatever the
+answer. With 429 or 503 the receiver's `Retry-After` is passed on (`retry_after_s`); the
+retry policy (service/deliveries.py) decides how far to honour it.
+
+Signing keys: one default secret, and per tenant one or more of their own. During a
+rotation a tenant has two; every message is signed with each, and `webhook-signature`
+carries both `v1,` signatures, space-separated, as Standard Webhooks allows: a receiver
+holding either secret verifies it.
 """
 
 from __future__ import annotations
@@ -30,10 +37,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import email.utils
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -49,6 +57,9 @@ Resolver = Callable[[str, int], Awaitable[Sequence[ssrf.IPAddress]]]
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
 _MESSAGE_ID = re.compile(r"[\x21-\x7e]{1,256}")  # printable ASCII, no spaces: a header value
+# Statuses whose Retry-After is read; and the longest one believed (a day).
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+RETRY_AFTER_MAX_S = 86_400.0
 
 
 def _user_agent() -> str:
@@ -73,6 +84,8 @@ class DeliveryResult:
     retryable: bool  # worth trying again later; see the module docstring
     status_code: int | None  # None when no HTTP response was received
     detail: str
+    # A 429's or 503's Retry-After, in seconds from now (at most RETRY_AFTER_MAX_S).
+    retry_after_s: float | None = None
 
 
 class CallbackSender:
@@ -83,16 +96,23 @@ class CallbackSender:
     hold credentials meant for fal - never reach a callback receiver. The client's proxy
     settings still apply; build it with `trust_env=False` unless a proxy is intended.
 
+    `signing_secret` signs every message (several: each signs, for a rotation), unless
+    `tenant_secrets` names the message's tenant: then that tenant's secrets sign instead.
+
     `allow_private_targets` disables the forbidden-address rules (never the syntax rules);
     only local development should set it. `resolver` replaces DNS resolution (tests use it
     to map a name to a loopback address); its answers are still checked.
+
+    Raises:
+        ValueError: a secret is malformed (the message names no secret).
     """
 
     def __init__(
         self,
         client: httpx.AsyncClient,
-        signing_secret: str,
+        signing_secret: str | Sequence[str],
         *,
+        tenant_secrets: Mapping[str, Sequence[str]] | None = None,
         allow_private_targets: bool = False,
         timeout_s: float = 10.0,
         max_response_bytes: int = 64 * 1024,
@@ -103,7 +123,11 @@ class CallbackSender:
         if max_response_bytes < 0:
             raise ValueError("max_response_bytes must not be negative")
         self._client = client
-        self._webhook = Webhook(decode_signing_secret(signing_secret))
+        self._default = _webhooks(signing_secret, "the default signing secret")
+        self._by_tenant = {
+            tenant: _webhooks(secrets, f"tenant {tenant!r}'s signing secret")
+            for tenant, secrets in (tenant_secrets or {}).items()
+        }
         self._allow_private_targets = allow_private_targets
         self._timeout_s = timeout_s
         self._max_response_bytes = max_response_bytes
@@ -115,8 +139,10 @@ class CallbackSender:
             f"timeout_s={self._timeout_s}, max_response_bytes={self._max_response_bytes})"
         )
 
-    def sign(self, *, message_id: str, payload: bytes, timestamp_s: int) -> dict[str, str]:
-        """Return the Standard Webhooks headers for `payload`.
+    def sign(
+        self, *, message_id: str, payload: bytes, timestamp_s: int, tenant: str | None = None
+    ) -> dict[str, str]:
+        """Return the Standard Webhooks headers for `payload`, signed with `tenant`'s secrets.
 
         Raises:
             ValueError: `message_id` is not printable ASCII or `payload` is not UTF-8.
@@ -128,20 +154,30 @@ class CallbackSender:
         except UnicodeDecodeError:
             raise ValueError("payload must be UTF-8 encoded JSON") from None
         signed_at = datetime.fromtimestamp(timestamp_s, tz=UTC)
+        webhooks = self._by_tenant.get(tenant, self._default) if tenant else self._default
         return {
             "webhook-id": message_id,
             "webhook-timestamp": str(timestamp_s),
-            "webhook-signature": self._webhook.sign(message_id, signed_at, text),
+            "webhook-signature": " ".join(
+                webhook.sign(message_id, signed_at, text) for webhook in webhooks
+            ),
         }
 
     async def send(
-        self, url: str, *, message_id: str, payload: bytes, timestamp_s: int | None = None
+        self,
+        url: str,
+        *,
+        message_id: str,
+        payload: bytes,
+        timestamp_s: int | None = None,
+        tenant: str | None = None,
     ) -> DeliveryResult:
         """POST `payload` to `url`, signed, once; report what happened.
 
         `message_id` becomes `webhook-id`: pass the same id on every retry of one message.
         `timestamp_s` defaults to now (a retry should be signed afresh, not with the
         original time, or receivers enforcing the 5-minute tolerance will reject it).
+        `tenant` picks the signing secrets (see the class).
 
         Never raises for anything the target does (refusal, DNS, transport, status).
 
@@ -151,7 +187,7 @@ class CallbackSender:
         if timestamp_s is None:
             timestamp_s = int(time.time())
         signature_headers = self.sign(
-            message_id=message_id, payload=payload, timestamp_s=timestamp_s
+            message_id=message_id, payload=payload, timestamp_s=timestamp_s, tenant=tenant
         )
         try:
             target = ssrf.parse_target(url, allow_private_targets=self._allow_private_targets)
@@ -220,19 +256,21 @@ class CallbackSender:
             extensions=extensions,
         )
         status: int | None = None
+        retry_after: str | None = None
         try:
             async with asyncio.timeout_at(deadline):
                 response = await self._client.send(
                     request, stream=True, follow_redirects=False, auth=None
                 )
                 status = response.status_code
+                retry_after = response.headers.get("retry-after")
                 try:
                     await self._drain(response)
                 finally:
                     await response.aclose()
         except (TimeoutError, httpx.TimeoutException) as exc:
             if status is not None:  # the answer arrived; only draining the body timed out
-                return _classify(status), True
+                return _classify(status, retry_after), True
             connected = not isinstance(exc, httpx.ConnectTimeout)
             return _failed(_timeout_detail(exc, self._timeout_s), retryable=True), connected
         except httpx.ConnectError:
@@ -240,9 +278,9 @@ class CallbackSender:
             return _failed(detail, retryable=True), False
         except httpx.HTTPError as exc:
             if status is not None:
-                return _classify(status), True
+                return _classify(status, retry_after), True
             return _failed(_transport_detail(exc), retryable=True), True
-        return _classify(status), True
+        return _classify(status, retry_after), True
 
     async def _drain(self, response: httpx.Response) -> None:
         # Read (raw, undecoded) up to the cap so a small body lets the connection be reused;
@@ -271,13 +309,44 @@ def decode_signing_secret(signing_secret: str) -> bytes:
     return key
 
 
+def _webhooks(secrets: str | Sequence[str], what: str) -> tuple[Webhook, ...]:
+    listed = [secrets] if isinstance(secrets, str) else list(secrets)
+    if not listed:
+        raise ValueError(f"{what}: at least one secret is needed")
+    webhooks = []
+    for secret in listed:
+        try:
+            webhooks.append(Webhook(decode_signing_secret(secret)))
+        except ValueError as exc:
+            raise ValueError(f"{what}: {exc}") from None
+    return tuple(webhooks)
+
+
+def parse_retry_after(value: str | None, *, now_s: float | None = None) -> float | None:
+    """A Retry-After header (seconds, or an HTTP date) as seconds from now, capped at
+    RETRY_AFTER_MAX_S; None when absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return min(float(value), RETRY_AFTER_MAX_S)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    now = time.time() if now_s is None else now_s
+    return min(max(moment.timestamp() - now, 0.0), RETRY_AFTER_MAX_S)
+
+
 def _failed(detail: str, *, retryable: bool, status_code: int | None = None) -> DeliveryResult:
     return DeliveryResult(
         delivered=False, retryable=retryable, status_code=status_code, detail=detail
     )
 
 
-def _classify(status: int) -> DeliveryResult:
+def _classify(status: int, retry_after: str | None = None) -> DeliveryResult:
     if 200 <= status < 300:
         return DeliveryResult(
             delivered=True, retryable=False, status_code=status, detail=f"delivered (HTTP {status})"
@@ -285,7 +354,19 @@ def _classify(status: int) -> DeliveryResult:
     if 300 <= status < 400:
         detail = f"receiver answered HTTP {status}; redirects are not followed"
         return _failed(detail, retryable=True, status_code=status)
-    return _failed(f"receiver answered HTTP {status}", retryable=True, status_code=status)
+    if status == 410:
+        detail = "receiver answered HTTP 410 Gone: no more tries"
+        return _failed(detail, retryable=False, status_code=status)
+    detail = f"receiver answered HTTP {status}"
+    if status in RETRY_AFTER_STATUSES:
+        return DeliveryResult(
+            delivered=False,
+            retryable=True,
+            status_code=status,
+            detail=detail,
+            retry_after_s=parse_retry_after(retry_after),
+        )
+    return _failed(detail, retryable=True, status_code=status)
 
 
 def _timeout_detail(exc: Exception, timeout_s: float) -> str:

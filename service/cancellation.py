@@ -19,8 +19,9 @@ from service.completions import cancelled_error
 from service.context import ApiContext
 from service.domain_errors import JobAlreadyFinished, JobNotFound, UpstreamUnavailable
 from service.fal import CancelAnswer, FalError
-from service.jobs import Job, JobStatus, notify_task_id
-from service.store import Task, now_ms
+from service.input_archive import keep_input_task
+from service.jobs import Job, JobStatus
+from service.store import now_ms
 
 # A job being submitted has no cancel URL yet; its submit answer normally lands in ms.
 _SUBMIT_SETTLE_POLL_S = 0.05
@@ -55,11 +56,9 @@ async def cancel_job(ctx: ApiContext, tenant: str, job_id: str) -> Cancelled:
                 "cancel_requested_at_ms": now_ms(),
                 "completed_at_ms": now_ms(),
                 "error": json.dumps(cancelled_error()),
-                "input": "",
             },
-            follow_ups=[
-                Task(notify_task_id(job_id), "notify_job", (job_id,), only_if_set="callback_url")
-            ],
+            # Never sent: the input moves to the media store with the job's end.
+            follow_ups=[keep_input_task(job_id)],
             # Only while no worker has claimed the submit: once claimed, fal must be asked.
             guard=("status", JobStatus.QUEUED.value),
             finished=True,

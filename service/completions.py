@@ -19,7 +19,6 @@ from service.jobs import (
     JobStatus,
     fetch_result_task_id,
     mirror_task_id,
-    notify_task_id,
 )
 from service.store import JobStore, Moved, Task, now_ms
 
@@ -113,15 +112,15 @@ MIRROR_PENDING = json.dumps({"status": "pending"})
 
 
 def completion_follow_ups(job_id: str, status: JobStatus, *, mirror_outputs: bool) -> list[Task]:
-    """The tasks a finished job's recording enqueues.
+    """The tasks a finished job's recording enqueues besides its callback delivery.
 
-    A completed job whose outputs are mirrored gets `mirror_job`, which enqueues the callback
-    itself once the files are copied (or copying gave up); otherwise the callback goes now,
-    if the job has a callback_url.
+    A completed job whose outputs are mirrored gets `mirror_job`, which starts the callback
+    delivery itself once the files are copied (or copying gave up); otherwise the step that
+    finishes the job starts it (`JobStore.transition`).
     """
     if mirror_outputs and status is JobStatus.COMPLETED:
         return [Task(mirror_task_id(job_id), "mirror_job", (job_id,))]
-    return [Task(notify_task_id(job_id), "notify_job", (job_id,), only_if_set="callback_url")]
+    return []
 
 
 async def finish_job(
@@ -167,7 +166,8 @@ async def finish_job(
     else:
         status, fields = JobStatus.COMPLETED, {"result": json.dumps(outcome.result)}
     follow_ups = completion_follow_ups(job_id, status, mirror_outputs=mirror_outputs)
-    if any(task.function == "mirror_job" for task in follow_ups):
+    mirrored = any(task.function == "mirror_job" for task in follow_ups)
+    if mirrored:
         fields["mirror"] = MIRROR_PENDING
     moved = await store.transition(
         job_id,
@@ -176,6 +176,8 @@ async def finish_job(
         fields={**request_fields, **fields, "completed_at_ms": now_ms()},
         # The input (possibly megabytes of data URIs) is never sent again: to the media store.
         follow_ups=[*follow_ups, keep_input_task(job_id)],
+        # The mirror announces the job once its files are copied.
+        deliver=not mirrored,
         refused_event={
             "event": "late_outcome",
             "source": source,
@@ -202,7 +204,7 @@ async def _revise_own_failure(
     """fal finished a request of a job vidhook had failed itself: fal's result wins.
 
     The job keeps its old error (shown as `superseded`), and the client gets a second
-    callback, job.completed, under its own stable message id.
+    callback, job.completed, under its own stable message id (the step starts its delivery).
     """
     revised = await store.revise_own_failure(
         job_id,
@@ -215,14 +217,6 @@ async def _revise_own_failure(
             "callback_attempts": 0,
             "callback_last_error": "",
         },
-        follow_ups=[
-            Task(
-                f"{notify_task_id(job_id)}:revised",
-                "notify_job",
-                (job_id,),
-                only_if_set="callback_url",
-            )
-        ],
     )
     if revised.applied:
         await store.record_event(

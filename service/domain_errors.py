@@ -9,6 +9,7 @@ DomainError
  ├── IdempotencyKeyReused  the key already made a different job (`job_id`)
  ├── JobNotFound           no such job for this tenant
  ├── JobAlreadyFinished    the job (or fal's request) has already ended; nothing to cancel
+ ├── NothingToRedeliver    the job has no callback delivery that could be sent again
  ├── UpstreamUnavailable   fal could not be asked (cancel), try again later
  └── MediaStoreUnavailable a file could not be stored (large data URIs), try again later
 """
@@ -47,6 +48,14 @@ class JobAlreadyFinished(DomainError):
         self.job_id = job_id
         self.status = status
         super().__init__(f"Job {job_id!r} has already finished ({status}).")
+
+
+class NothingToRedeliver(DomainError):
+    """No callback delivery of the job could be started again (none yet, or all in progress)."""
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"Job {job_id!r} has nothing to redeliver: {reason}.")
 
 
 class UpstreamUnavailable(DomainError):

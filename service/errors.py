@@ -41,6 +41,7 @@ from service.domain_errors import (
     JobAlreadyFinished,
     JobNotFound,
     MediaStoreUnavailable,
+    NothingToRedeliver,
     RequestRejected,
     UpstreamUnavailable,
 )
@@ -197,7 +198,7 @@ def api_error_for(exc: DomainError) -> ApiError:
         )
     if isinstance(exc, IdempotencyKeyReused):
         return Conflict(str(exc), job_id=exc.job_id)
-    if isinstance(exc, JobAlreadyFinished):
+    if isinstance(exc, JobAlreadyFinished | NothingToRedeliver):
         return Conflict(str(exc), job_id=exc.job_id)
     if isinstance(exc, JobNotFound):
         return NotFound(str(exc))

@@ -81,6 +81,7 @@ async def accept_job(
         estimated_cost_usd=ctx.prices.estimate(job_request.endpoint, job_request.input),
         created_at_ms=now_ms(),
         callback_format=callback_format,
+        callback_events=job_request.callback_events,
     )
     # The last check before anything is written: the job encodes as every later read will.
     try:

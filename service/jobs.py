@@ -126,8 +126,24 @@ def reconcile_task_id(job_id: str) -> str:
 
 
 def event_type_for(status: JobStatus) -> str:
-    """The callback event type announcing a terminal status, e.g. `job.completed`."""
+    """The callback event type announcing a status, e.g. `job.completed`."""
     return f"job.{status.value}"
+
+
+# The statuses a callback can announce. queued and submitting are vidhook's own bookkeeping
+# (the POST's answer already says queued); in_progress is only known where vidhook asks fal
+# anyway (a status poll, a webhook without its result), since fal's webhook only says "done".
+CALLBACK_STATUSES = (
+    JobStatus.SUBMITTED,
+    JobStatus.IN_PROGRESS,
+    JobStatus.COMPLETED,
+    JobStatus.FAILED,
+    JobStatus.CANCELLED,
+)
+CALLBACK_EVENT_TYPES = tuple(event_type_for(status) for status in CALLBACK_STATUSES)
+DEFAULT_CALLBACK_EVENTS = tuple(
+    event_type_for(status) for status in CALLBACK_STATUSES if status.is_terminal
+)
 
 
 def iso_from_ms(value_ms: int | None) -> str | None:
@@ -181,6 +197,9 @@ class Job:
     unknown_request_streak: int = 0
     # Where the input went once it left Redis (service/input_archive.py), if it was kept.
     input_key: str | None = None
+    # The callback event types the client asked for (CALLBACK_EVENT_TYPES), stored
+    # space-separated in `callback_events`, which the transition step reads.
+    callback_events: tuple[str, ...] = DEFAULT_CALLBACK_EVENTS
 
     @classmethod
     def queued(
@@ -195,6 +214,7 @@ class Job:
         estimated_cost_usd: float | None,
         created_at_ms: int,
         callback_format: CallbackFormat = CallbackFormat.VIDHOOK,
+        callback_events: tuple[str, ...] = DEFAULT_CALLBACK_EVENTS,
     ) -> Job:
         """A new job as intake records it."""
         return cls(
@@ -205,6 +225,7 @@ class Job:
             submitted_at_ms=None, submit_pending_since_ms=None, submit_attempts=0, resubmits=0,
             completed_at_ms=None, result=None, error=None, callback_status=None,
             callback_attempts=0, callback_last_error=None, callback_format=callback_format,
+            callback_events=callback_events,
         )  # fmt: skip
 
     def to_new_hash(self) -> dict[str, str | int | float]:
@@ -225,6 +246,7 @@ class Job:
         }
         if self.callback_url:
             fields["callback_url"] = self.callback_url
+            fields["callback_events"] = " ".join(self.callback_events)
             if self.callback_format is not CallbackFormat.VIDHOOK:
                 fields["callback_format"] = self.callback_format.value
         if self.metadata is not None:
@@ -284,6 +306,9 @@ class Job:
             failure_origin=text("failure_origin"),
             unknown_request_streak=number("unknown_request_streak") or 0,
             input_key=text("input_key"),
+            # Jobs recorded before event selection existed had the terminal ones.
+            callback_events=tuple((text("callback_events") or "").split())
+            or DEFAULT_CALLBACK_EVENTS,
         )
 
     def to_resource(self) -> dict[str, Any]:
@@ -319,9 +344,11 @@ class Job:
             resource["callback"] = {
                 "url": self.callback_url,
                 "format": self.callback_format.value,
+                "events": list(self.callback_events),
                 "status": self.callback_status or "pending",
                 "attempts": self.callback_attempts,
                 "last_error": self.callback_last_error,
+                "links": {"deliveries": f"/v1/jobs/{self.id}/deliveries"},
             }
         return resource
 
@@ -441,9 +468,28 @@ JOB_SCHEMA: dict[str, Any] = {
                     "description": "fal: the job came by the /fal/ door with `fal_webhook`, and "
                     "the callback body is fal's webhook payload.",
                 },
-                "status": {"enum": ["pending", "retrying", "delivered", "failed"]},
-                "attempts": {"type": "integer"},
+                "events": {
+                    "type": "array",
+                    "items": {"enum": list(CALLBACK_EVENT_TYPES)},
+                    "description": "The event types this job's callbacks announce.",
+                },
+                "status": {
+                    "enum": ["pending", "retrying", "delivered", "dead_lettered", "failed"],
+                    "description": "The latest delivery's state (each event's own is at "
+                    "`links.deliveries`). dead_lettered: its retry schedule ran out, or the "
+                    "receiver answered 410 or the URL is refused; POST "
+                    "/v1/jobs/{id}/callback/redeliver sends it again. failed: the same, as "
+                    "recorded by versions before the delivery log.",
+                },
+                "attempts": {
+                    "type": "integer",
+                    "description": "Attempts of the latest delivery's current series.",
+                },
                 "last_error": {"type": ["string", "null"]},
+                "links": {
+                    "type": "object",
+                    "properties": {"deliveries": {"type": "string"}},
+                },
             },
         },
     },

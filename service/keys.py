@@ -75,6 +75,28 @@ class RedisKeys:
         """Sorted set of jobs submitted to fal and not yet finished, by submit time (ms)."""
         return f"{self.prefix}atfal"
 
+    # Callback deliveries (service/deliveries.py): one per job and event type.
+    def delivery(self, job_id: str, event: str) -> str:
+        """Hash of one callback delivery: its body, where it stands in the retry schedule."""
+        return f"{self.prefix}delivery:{job_id}:{event}"
+
+    def delivery_attempts(self, job_id: str, event: str) -> str:
+        """Capped list of a delivery's attempts (JSON each), oldest first."""
+        return f"{self.prefix}delivery:{job_id}:{event}:attempts"
+
+    def job_deliveries(self, job_id: str) -> str:
+        """Sorted set of a job's delivery event types by creation time (ms)."""
+        return f"{self.prefix}job:{job_id}:deliveries"
+
+    @property
+    def deliveries_due(self) -> str:
+        """Sorted set of `{job_id} {event}` of every scheduled delivery, by its next try (ms)."""
+        return f"{self.prefix}deliveries:due"
+
+    def dead_letters(self, tenant: str) -> str:
+        """Sorted set of a tenant's dead-lettered deliveries (`{job_id} {event}`), by time (ms)."""
+        return f"{self.prefix}deliveries:dead:{tenant}"
+
     @property
     def dispatch_paused(self) -> str:
         """Present while an operator has paused dispatch to fal."""

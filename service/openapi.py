@@ -11,10 +11,11 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from service.catalog import ENDPOINTS, JSON_SCHEMA_DIALECT, input_json_schema, schema_name
+from service.deliveries import DELIVERY_SCHEMA
 from service.errors import FIELD_ERROR_SCHEMA, PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA
 from service.events import EVENT_SCHEMA
 from service.files import UPLOAD_MEDIA_TYPES
-from service.jobs import JOB_SCHEMA, JobStatus
+from service.jobs import CALLBACK_EVENT_TYPES, JOB_SCHEMA, JobStatus
 from service.routes.files import FILE_SCHEMA
 from service.stats import STATS_SCHEMA
 from service.validation import job_request_json_schema
@@ -172,9 +173,28 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
             "type": "object",
             "required": ["type", "timestamp", "data"],
             "properties": {
-                "type": {"enum": ["job.completed", "job.failed", "job.cancelled"]},
-                "timestamp": {"type": "string", "format": "date-time"},
-                "data": _ref("Job"),
+                "type": {"enum": list(CALLBACK_EVENT_TYPES)},
+                "timestamp": {
+                    "type": "string",
+                    "format": "date-time",
+                    "description": "When the job finished (terminal events) or last moved.",
+                },
+                "data": {
+                    **_ref("Job"),
+                    "description": "The job when the delivery was first prepared (at once, "
+                    "normally), without its `callback` object.",
+                },
+            },
+        },
+        Delivery=DELIVERY_SCHEMA,
+        DeliveryList={
+            "type": "object",
+            "required": ["object", "data"],
+            "properties": {
+                "object": {"const": "list"},
+                "job_id": {"type": "string"},
+                "tenant": {"type": "string"},
+                "data": {"type": "array", "items": _ref("Delivery")},
             },
         },
     )
@@ -348,6 +368,84 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                         "200": {**job_response, "description": "Cancelled."},
                         "202": {**job_response, "description": "Cancel requested at fal."},
                         **_problems(401, 404, 409, 502, 503),
+                    },
+                }
+            },
+            "/v1/jobs/{job_id}/deliveries": {
+                "get": {
+                    "operationId": "listDeliveries",
+                    "summary": "The job's callback deliveries and every attempt",
+                    "description": "One delivery per event type the job's callback announced, "
+                    "oldest first, each with its attempts (time, HTTP status or error, latency). "
+                    "A tenant key sees its own jobs; an admin key any job.",
+                    "parameters": [
+                        {
+                            "name": "job_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(_ref("DeliveryList"), "The deliveries."),
+                        **_problems(401, 404),
+                    },
+                }
+            },
+            "/v1/jobs/{job_id}/callback/redeliver": {
+                "post": {
+                    "operationId": "redeliverCallback",
+                    "summary": "Send the job's callback again",
+                    "description": "Starts a new attempt series (the retry schedule from its "
+                    "first step, the first attempt now) with the same webhook-id and the same "
+                    "body, signed afresh: every dead-lettered delivery of the job, or, if none "
+                    "is, the latest finished one; `event` picks one. The URL is checked again "
+                    "like every delivery's. 409 when the job has no callback, or nothing "
+                    "finished to send (a delivery still in progress is not doubled).",
+                    "parameters": [
+                        {
+                            "name": "job_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "event",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"enum": list(CALLBACK_EVENT_TYPES)},
+                        },
+                    ],
+                    "responses": {
+                        "202": _json(_ref("DeliveryList"), "Redelivery started."),
+                        **_problems(401, 404, 409, 422),
+                    },
+                }
+            },
+            "/v1/callbacks/dead": {
+                "get": {
+                    "operationId": "listDeadLetters",
+                    "summary": "The tenant's dead-lettered callback deliveries, newest first",
+                    "description": "Deliveries with no attempt left, kept as long as their "
+                    "job; redelivered ones leave the list. An admin key names the tenant.",
+                    "parameters": [
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                        },
+                        {
+                            "name": "tenant",
+                            "in": "query",
+                            "required": False,
+                            "description": "Admin keys only (and required for them).",
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                    "responses": {
+                        "200": _json(_ref("DeliveryList"), "The dead letters."),
+                        **_problems(401, 422),
                     },
                 }
             },
@@ -584,9 +682,14 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
         "webhooks": {
             "jobFinished": {
                 "post": {
-                    "summary": "Sent to a job's callback_url when it finishes",
-                    "description": "Signed per Standard Webhooks with CALLBACK_SIGNING_SECRET. "
-                    "webhook-id and the body are identical on every retry.",
+                    "summary": "Sent to a job's callback_url for each of its callback_events",
+                    "description": "Signed per Standard Webhooks with the tenant's secret "
+                    "(TENANT_CALLBACK_SECRETS, else CALLBACK_SIGNING_SECRET); during a rotation "
+                    "webhook-signature carries one `v1,` signature per secret, space-separated. "
+                    "webhook-id (`msg_{job}_{status}`) and the body are identical on every "
+                    "retry and redelivery; webhook-timestamp is fresh on each. Retried on the "
+                    "CALLBACK_RETRY_SCHEDULE_S schedule, then dead-lettered. Jobs from the "
+                    "/fal/ door get fal's webhook payload instead, signed the same way.",
                     "parameters": [
                         {
                             "name": name,
@@ -599,7 +702,16 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                     "requestBody": {
                         "content": {"application/json": {"schema": _ref("CallbackEvent")}}
                     },
-                    "responses": {"2XX": {"description": "Delivered; anything else is retried."}},
+                    "responses": {
+                        "2XX": {"description": "Delivered."},
+                        "410": {"description": "Gone: no more attempts (dead-lettered)."},
+                        "429": {
+                            "description": "Retried no sooner than its Retry-After, "
+                            "bounded by the next-but-one schedule step."
+                        },
+                        "503": {"description": "As 429."},
+                        "default": {"description": "Retried; redirects are never followed."},
+                    },
                 }
             }
         },

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.jobs import (
-    JobStatus,
-    dispatch_task_id,
-    fetch_result_task_id,
-    notify_task_id,
-)
+from service.deliveries import Deliveries
+from service.domain_errors import NothingToRedeliver
+from service.jobs import JobStatus, dispatch_task_id, fetch_result_task_id
 from service.store import JobStore, Task
 
 
@@ -55,18 +52,24 @@ async def retry(store: JobStore, job_id: str) -> Done:
 
 
 async def redeliver_callback(store: JobStore, job_id: str) -> Done:
-    """Send a finished job's callback again (same webhook-id), whatever its last outcome."""
+    """Send a job's finished callback deliveries again (same webhook-id and body), as
+    `POST /v1/jobs/{id}/callback/redeliver` does: the dead-lettered ones, or the latest."""
     job = await store.get(job_id)
     if job is None:
         return Done(False, f"no job {job_id}")
-    if not job.status.is_terminal or job.callback_url is None:
+    if job.callback_url is None:
         return Done(False, f"{job_id} has no callback to redeliver ({job.status.value})")
-    task = Task(notify_task_id(job_id), "notify_job", (job_id,))
-    if await store.redis.exists(store.keys.arq_job(task.task_id)):
-        return Done(False, f"{job_id}: a delivery is already queued")
-    await store.redis.delete(store.keys.arq_result(task.task_id))
-    # notify_job skips delivered callbacks; the operator asked for one more.
-    await store.update_fields(
-        job_id, {"callback_status": "retrying", "callback_last_error": ""}, follow_ups=[task]
+    # The schedule is the workers' business; only the record's lifetime matters here, and a
+    # worker refreshes it with its own at the first attempt.
+    store_of_deliveries = Deliveries(
+        store.redis, store.keys, schedule_s=(0.0,), retention_s=store.job_retention_s + 7 * 86_400
     )
-    return Done(True, f"{job_id}: callback queued for redelivery")
+    try:
+        started = await store_of_deliveries.redeliver(job_id)
+    except NothingToRedeliver as exc:
+        return Done(False, str(exc))
+    await store.update_fields(
+        job_id, {"callback_status": "pending", "callback_attempts": 0, "callback_last_error": ""}
+    )
+    events = ", ".join(delivery.event for delivery in started)
+    return Done(True, f"{job_id}: callback queued for redelivery ({events})")

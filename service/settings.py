@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from functools import cached_property
 from pathlib import Path
@@ -17,6 +18,7 @@ from service.catalog import completion_s
 from service.fal_webhooks import WebhookTokens
 from service.prices import PriceTable
 
+DEFAULT_RETRY_SCHEDULE = "0,5,300,1800,7200,18000,36000,50400,72000,86400"
 # A CSP host source: scheme://host[:port or :*], no path, quote, semicolon or space.
 _CSP_SOURCE = re.compile(r"https?://[A-Za-z0-9.*-]+(:(\d{1,5}|\*))?")
 
@@ -71,7 +73,13 @@ class Settings(BaseSettings):
     )
     callback_allow_private_targets: bool = False
     callback_timeout_s: float = Field(default=10.0, gt=0)
-    callback_max_tries: int = 12
+    # Seconds before each attempt of a delivery, the first after the event itself.
+    callback_retry_schedule_s: Annotated[str, NoDecode] = DEFAULT_RETRY_SCHEDULE
+    # Before the schedule existed: the number of attempts. Still honoured when set (the
+    # schedule is cut to, or its last step repeated up to, that many attempts).
+    callback_max_tries: int | None = Field(default=None, ge=1)
+    # JSON {"tenant": "whsec_…"} or {"tenant": ["whsec_new", "whsec_old"]} (see settings_doc).
+    tenant_callback_secrets: SecretStr | None = None
 
     allowed_endpoints: Annotated[str, NoDecode] = Field(
         default="",
@@ -231,6 +239,19 @@ class Settings(BaseSettings):
         decode_signing_secret(value.get_secret_value())
         return value
 
+    @field_validator("callback_retry_schedule_s")
+    @classmethod
+    def _schedule_parses(cls, value: str) -> str:
+        _parse_schedule(value)
+        return value
+
+    @field_validator("tenant_callback_secrets")
+    @classmethod
+    def _tenant_secrets_parse(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _parse_tenant_secrets(value.get_secret_value())
+        return value
+
     @field_validator("media_s3_prefix")
     @classmethod
     def _prefix_is_a_folder(cls, value: str) -> str:
@@ -261,6 +282,22 @@ class Settings(BaseSettings):
         if self.ambiguous_submit_grace_s is not None:
             return self.ambiguous_submit_grace_s
         return completion_s(endpoint)
+
+    @cached_property
+    def callback_schedule_s(self) -> tuple[float, ...]:
+        """The delay before each attempt of a callback delivery (CALLBACK_MAX_TRIES applied)."""
+        schedule = _parse_schedule(self.callback_retry_schedule_s)
+        tries = self.callback_max_tries
+        if tries is None:
+            return schedule
+        return schedule[:tries] + (schedule[-1],) * max(0, tries - len(schedule))
+
+    @cached_property
+    def tenant_signing_secrets(self) -> dict[str, tuple[str, ...]]:
+        """Each tenant's own callback signing secrets, newest first."""
+        if self.tenant_callback_secrets is None:
+            return {}
+        return _parse_tenant_secrets(self.tenant_callback_secrets.get_secret_value())
 
     @cached_property
     def tenants_by_api_key(self) -> dict[str, str]:
@@ -320,6 +357,46 @@ def _parse_api_keys(value: str) -> dict[str, str]:
     if not pairs:
         raise ValueError("at least one `key:tenant` pair is required")
     return pairs
+
+
+def _parse_schedule(value: str) -> tuple[float, ...]:
+    steps: list[float] = []
+    for item in (part.strip() for part in value.split(",")):
+        try:
+            step = float(item)
+        except ValueError:
+            raise ValueError(f"{item!r} is not a number of seconds") from None
+        if not 0 <= step <= 7 * 86_400:
+            raise ValueError(f"{item} is not between 0 and 604800 seconds")
+        steps.append(step)
+    return tuple(steps)
+
+
+def _parse_tenant_secrets(value: str) -> dict[str, tuple[str, ...]]:
+    # Error messages name tenants, never a secret: they are printed at start-up.
+    try:
+        data = json.loads(value)
+    except ValueError:
+        raise ValueError("must be a JSON object (its content is not shown)") from None
+    if not isinstance(data, dict):
+        raise ValueError('must be a JSON object like {"tenant": "whsec_…"}')
+    parsed: dict[str, tuple[str, ...]] = {}
+    for tenant, secrets in data.items():
+        listed = [secrets] if isinstance(secrets, str) else secrets
+        if (
+            not tenant
+            or not isinstance(listed, list)
+            or not 1 <= len(listed) <= 3
+            or not all(isinstance(item, str) for item in listed)
+        ):
+            raise ValueError(f"tenant {tenant!r}: give one secret, or a list of one to three")
+        for secret in listed:
+            try:
+                decode_signing_secret(secret)
+            except ValueError as exc:
+                raise ValueError(f"tenant {tenant!r}: {exc}") from None
+        parsed[tenant] = tuple(listed)
+    return parsed
 
 
 def describe_validation_error(exc: Exception) -> str:

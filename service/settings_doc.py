@@ -44,7 +44,14 @@ NOTES: dict[str, str] = {
     "callback_allow_private_targets": "allow callbacks to private/loopback addresses "
     "(`vidhook dev`: true; never in production)",
     "callback_timeout_s": "timeout of one callback POST",
-    "callback_max_tries": "callback attempts before it is abandoned (`callback.status: failed`)",
+    "callback_max_tries": "deprecated (use CALLBACK_RETRY_SCHEDULE_S); when set, the number of "
+    "callback attempts: the schedule is cut to it, or its last step repeated up to it",
+    "callback_retry_schedule_s": "seconds before each attempt of a callback delivery (±10 % "
+    "jitter), the first counted from the event; after the last the delivery is dead-lettered. "
+    "Default: at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h (~3 days)",
+    "tenant_callback_secrets": 'per-tenant signing secrets as JSON, `{"tenant": "whsec_…"}`, or '
+    "a list to rotate (every secret listed signs); other tenants get CALLBACK_SIGNING_SECRET. "
+    "Checked at start-up, never logged",
     "job_retention_s": "how long a finished job (and its index entries) is kept; "
     "Idempotency-Keys are kept 24 h",
     "host": "listen address of the API (and of a worker's metrics port)",
@@ -53,7 +60,7 @@ NOTES: dict[str, str] = {
     "max_webhook_bytes": "fal webhook body limit",
     "dispatch_max_tries": "submit attempts while fal is unreachable before the job fails "
     "(`dispatch_failed`)",
-    "retry_base_delay_s": "first retry delay (dispatch, callbacks, result polls), doubled per "
+    "retry_base_delay_s": "first retry delay (dispatch, result polls, mirror), doubled per "
     "try, with jitter",
     "retry_max_delay_s": "longest retry delay",
     "ambiguous_submit_grace_s": "after an unclear submit, resubmit only if fal's request "

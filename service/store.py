@@ -17,13 +17,13 @@ from importlib import resources
 from typing import Any
 
 from arq.constants import expires_extra_ms
-from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
-from service import tasks
+from service import deliveries
 from service.events import EventLog
 from service.jobs import REVISIONS, VIDHOOK_ORIGIN, Job, JobStatus, sources_of
 from service.keys import RedisKeys
+from service.tasks import Task as Task
 
 FieldValue = str | int | float
 # Job fields up to this size travel to create_job.lua packed in one JSON argument.
@@ -41,35 +41,6 @@ def _lua(name: str) -> str:
 def _step_script(name: str) -> str:
     # A Redis script cannot call another: the shared functions go in front of each script.
     return _lua("step.lua") + "\n" + _lua(name)
-
-
-@dataclass(frozen=True, slots=True)
-class Task:
-    """An ARQ task to enqueue: the ARQ job id, the function name and its positional arguments.
-
-    `defer_s`: how long after the step it may run. `only_if_set`: as a follow-up, enqueue it
-    only if this job field is non-empty when the step runs (read inside the atomic step, e.g.
-    `callback_url` for the notify task).
-    """
-
-    task_id: str
-    function: str
-    args: tuple[Any, ...]
-    defer_s: float = 0.0
-    only_if_set: str | None = None
-    # How long its ARQ job key may outlive its run-at time. ARQ sets that key once, at enqueue
-    # (default: a day), and does not refresh it on Retry: a task that retries for longer than
-    # this silently expires. Tasks that poll for a job's whole life pass the job's deadline.
-    expires_s: float | None = None
-
-    def expiry_ms(self) -> int:
-        extra_ms = expires_extra_ms if self.expires_s is None else int(self.expires_s * 1000)
-        return max(expires_extra_ms, extra_ms) + int(self.defer_s * 1000)
-
-    def payload(self, enqueue_time_ms: int) -> bytes:
-        return serialize_job(
-            self.function, self.args, {}, None, enqueue_time_ms, serializer=tasks.serialize
-        )
 
 
 class CreateOutcome(Enum):
@@ -211,23 +182,28 @@ class JobStore:
         guard: tuple[str, str] | None = None,
         refused_event: Mapping[str, Any] | None = None,
         finished: bool = False,
+        deliver: bool = True,
     ) -> Moved:
         """Move the job to `to` if `jobs.TRANSITIONS` allows it from its current status.
 
         Applied, the step writes `fields`, appends one event (`reason` says why, e.g.
         `webhook`), publishes its id on the job's changed channel and enqueues every task in
-        `follow_ups`, atomically. `guard=(field, value)` also refuses the move unless that
-        field holds exactly `value`. `finished` starts the retention clock. A refused move
-        writes nothing and appends no event; it logs `refused_event`, if given, to the
-        job's notes (`events`).
+        `follow_ups`, atomically. With `deliver`, the follow-ups include the callback
+        delivery of the move's event type when the job's `callback_events` select it
+        (`deliveries.first_attempt`); pass False when another step announces it later (a
+        completed job whose files are mirrored first). `guard=(field, value)` also refuses the
+        move unless that field holds exactly `value`. `finished` starts the retention clock. A
+        refused move writes nothing and appends no event; it logs `refused_event`, if given,
+        to the job's notes (`events`).
         """
+        delivery = deliveries.first_attempt(self.keys, job_id, to) if deliver else None
         return await self._step(
             job_id,
             allowed_from=" ".join(sorted(status.value for status in sources_of(to))),
             to=to.value,
             reason=reason,
             fields=fields,
-            follow_ups=follow_ups,
+            follow_ups=[*follow_ups, delivery] if delivery else follow_ups,
             guard=guard,
             refused_event=refused_event,
             finished=finished,
@@ -246,8 +222,12 @@ class JobStore:
 
         Applied only from a status `REVISIONS[to]` names and only while the job's
         `failure_origin` is vidhook's: a failure fal reported is never revised. Otherwise as
-        `transition`; the job keeps its retention clock restarted.
+        `transition` (with its event's callback delivery); the job keeps its retention clock
+        restarted.
         """
+        delivery = deliveries.first_attempt(self.keys, job_id, to)
+        if delivery is not None:
+            follow_ups = [*follow_ups, delivery]
         return await self._step(
             job_id,
             allowed_from=" ".join(sorted(status.value for status in REVISIONS.get(to, ()))),
@@ -313,13 +293,19 @@ class JobStore:
         ]
         for task in follow_ups:
             run_at_ms = when_ms + int(task.defer_s * 1000)
-            keys += [self.keys.arq_job(task.task_id), self.keys.arq_result(task.task_id)]
+            mark_key, mark_member = task.mark or (self.keys.job(job_id), "")
+            keys += [
+                self.keys.arq_job(task.task_id),
+                self.keys.arq_result(task.task_id),
+                mark_key,
+            ]
             args += [
                 task.task_id,
                 task.payload(when_ms),
                 task.expiry_ms(),
                 run_at_ms,
                 task.only_if_set or "",
+                mark_member,
             ]
         for name, value in (fields or {}).items():
             args += [name, value]

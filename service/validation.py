@@ -45,6 +45,7 @@ from service.catalog import (
     schema_name,
 )
 from service.files import data_uri_problem
+from service.jobs import CALLBACK_EVENT_TYPES, DEFAULT_CALLBACK_EVENTS
 
 Loc = tuple[str | int, ...]
 """Path of a value from the request body root, e.g. ("input", "image_urls", 2)."""
@@ -53,7 +54,7 @@ CALLBACK_URL_MAX_CHARS = 2048
 METADATA_MAX_BYTES = 16 * 1024
 ENDPOINT_ID_MAX_CHARS = 200
 
-_TOP_LEVEL_FIELDS = ("endpoint", "input", "callback_url", "metadata")
+_TOP_LEVEL_FIELDS = ("endpoint", "input", "callback_url", "callback_events", "metadata")
 _TOP_LEVEL_FIELD_SET = frozenset(_TOP_LEVEL_FIELDS)
 # Names clients commonly use for our fields (fal's own client calls the callback
 # `webhookUrl` and the input `arguments`); difflib alone would not connect them.
@@ -62,6 +63,8 @@ _TOP_LEVEL_ALIASES = {
     "webhookurl": "callback_url",
     "webhook": "callback_url",
     "callback": "callback_url",
+    "events": "callback_events",
+    "webhook_events": "callback_events",
     "arguments": "input",
     "args": "input",
     "model": "endpoint",
@@ -129,6 +132,8 @@ class JobRequest:
     input: dict[str, Any]
     callback_url: str | None
     metadata: dict[str, Any] | None
+    # The event types to call back for, in CALLBACK_EVENT_TYPES order (default: terminal).
+    callback_events: tuple[str, ...] = DEFAULT_CALLBACK_EVENTS
 
     @property
     def spec(self) -> EndpointSpec | None:
@@ -198,6 +203,8 @@ def parse_job_request(body: object, *, allowed_endpoint_patterns: Sequence[str] 
         else:
             _check_url(callback_url, ("callback_url",), CALLBACK_URL_MAX_CHARS, problems)
 
+    callback_events = _check_callback_events(body, problems)
+
     metadata = body.get("metadata")
     if metadata is not None:
         _check_metadata(metadata, problems)
@@ -210,7 +217,7 @@ def parse_job_request(body: object, *, allowed_endpoint_patterns: Sequence[str] 
         raise RequestInvalid(problems)
     assert isinstance(endpoint, str) and isinstance(raw_input, dict)
     assert spec is not None or passthrough
-    return JobRequest(endpoint, raw_input, callback_url, metadata)
+    return JobRequest(endpoint, raw_input, callback_url, metadata, callback_events)
 
 
 def validate_input(spec: EndpointSpec, input: object) -> list[InputProblem]:
@@ -275,6 +282,16 @@ def job_request_json_schema(
                 "maxLength": CALLBACK_URL_MAX_CHARS,
                 "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://",
                 "description": "Absolute http(s) URL without credentials, notified on completion.",
+            },
+            "callback_events": {
+                "type": "array",
+                "minItems": 1,
+                "uniqueItems": True,
+                "items": {"enum": list(CALLBACK_EVENT_TYPES)},
+                "default": list(DEFAULT_CALLBACK_EVENTS),
+                "description": "The job's changes to call back for (with callback_url). "
+                "job.in_progress is only sent where vidhook learns it (a status check at fal, "
+                "a webhook without its result): fal's webhook announces only the end.",
             },
             "metadata": {
                 "type": ["object", "null"],
@@ -552,6 +569,35 @@ def _check_passthrough(endpoint: str, patterns: Sequence[str], out: list[InputPr
         msg += f"; also endpoints matching {', '.join(patterns)}"
     out.append(_problem(loc, "unknown_endpoint", msg + ".", ctx))
     return False
+
+
+def _check_callback_events(body: dict[str, Any], out: list[InputProblem]) -> tuple[str, ...]:
+    """`callback_events`: a non-empty list of known event types, only with a callback_url."""
+    loc: Loc = ("callback_events",)
+    events = body.get("callback_events")
+    if events is None:
+        return DEFAULT_CALLBACK_EVENTS
+    if not isinstance(events, list) or not events:
+        out.append(
+            _type_problem(loc, "array", events, detail=" of event types, at least one")
+            if not isinstance(events, list)
+            else _problem(loc, "too_short", "callback_events must name at least one event type.")
+        )
+        return DEFAULT_CALLBACK_EVENTS
+    for index, event in enumerate(events):
+        if event not in CALLBACK_EVENT_TYPES:
+            allowed = ", ".join(CALLBACK_EVENT_TYPES)
+            out.append(
+                _problem(
+                    (*loc, index),
+                    "enum",
+                    f"{_where((*loc, index))} must be one of {allowed}; got {_describe(event)}.",
+                    {"expected": list(CALLBACK_EVENT_TYPES)},
+                )
+            )
+    if body.get("callback_url") is None:
+        out.append(_problem(loc, "requires", "callback_events needs a callback_url to deliver to."))
+    return tuple(event for event in CALLBACK_EVENT_TYPES if event in events)
 
 
 def _check_metadata(metadata: object, out: list[InputProblem]) -> None:

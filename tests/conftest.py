@@ -152,7 +152,7 @@ def settings(
         ambiguous_submit_grace_s=10.0,
         reconcile_after_s=8.0,
         dispatch_max_tries=4,
-        callback_max_tries=4,
+        callback_retry_schedule_s="0,0.05,0.1,0.2",
         worker_poll_delay_s=0.02,
         allowed_endpoints="fal-ai/kling-video/*",
         # The local default: no bucket, files in a folder served by the API.

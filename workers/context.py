@@ -9,8 +9,10 @@ from typing import Any
 
 import httpx
 from prometheus_client import start_http_server
+from redis.asyncio import Redis
 
 from service.callbacks import CallbackSender
+from service.deliveries import Deliveries
 from service.fal import FalQueueClient
 from service.fal_platform import FalPlatformClient
 from service.keys import RedisKeys
@@ -31,6 +33,7 @@ class WorkerContext:
     fal: FalQueueClient
     platform: FalPlatformClient
     callbacks: CallbackSender
+    deliveries: Deliveries
     media: MediaStore
     resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
@@ -38,6 +41,16 @@ class WorkerContext:
         """Exponential back-off with jitter for the `job_try`-th try (1-based)."""
         exponential: float = self.settings.retry_base_delay_s * 2.0 ** (job_try - 1)
         return min(self.settings.retry_max_delay_s, exponential) * random.uniform(0.5, 1.0)
+
+
+def open_deliveries(redis: Redis, keys: RedisKeys, settings: Settings) -> Deliveries:
+    """The deliveries store as the API builds it too (service/context.py)."""
+    return Deliveries(
+        redis,
+        keys,
+        schedule_s=settings.callback_schedule_s,
+        retention_s=settings.job_retention_s,
+    )
 
 
 def worker_context(ctx: dict[str, Any]) -> WorkerContext:
@@ -62,12 +75,13 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     )
     resources = contextlib.AsyncExitStack()
     media = await resources.enter_async_context(open_media_store(settings))
+    keys = RedisKeys(settings.redis_key_prefix, settings.arq_queue_name)
     ctx[CONTEXT_KEY] = WorkerContext(
         settings=settings,
         http=http,
         store=JobStore(
             ctx["redis"],
-            RedisKeys(settings.redis_key_prefix, settings.arq_queue_name),
+            keys,
             job_retention_s=settings.job_retention_s,
             event_stream_maxlen=settings.event_stream_maxlen,
         ),
@@ -86,9 +100,11 @@ async def on_startup(ctx: dict[str, Any]) -> None:
         callbacks=CallbackSender(
             http,
             settings.callback_signing_secret.get_secret_value(),
+            tenant_secrets=settings.tenant_signing_secrets,
             allow_private_targets=settings.callback_allow_private_targets,
             timeout_s=settings.callback_timeout_s,
         ),
+        deliveries=open_deliveries(ctx["redis"], keys, settings),
         media=media,
         resources=resources,
     )

@@ -8,7 +8,9 @@ terminal steps maintain atomically:
 
 - a job past its deadline is asked about at fal once more (a finished request is fetched as
   usual) and otherwise failed with `error.type = deadline_exceeded`;
-- a younger job whose next task is neither queued nor running gets it enqueued again.
+- a younger job whose next task is neither queued nor running gets it enqueued again;
+- a callback delivery whose next attempt is overdue (its task dropped by ARQ, expired or
+  lost) gets that attempt's task enqueued again (service/deliveries.py).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ logger = logging.getLogger("vidhook.deadlines")
 SWEEP_BATCH = 2000
 # A step that just moved a job may not have let go of its task yet: leave younger changes be.
 SETTLING_MS = 120_000
+# A delivery's attempt is normally picked up within a poll; one this late was lost (or the
+# workers are saturated, and then enqueuing it again is a no-op).
+DELIVERY_SETTLING_MS = 3_000
 
 
 async def sweep_jobs(ctx: dict[str, Any]) -> str:
@@ -50,7 +55,23 @@ async def sweep_jobs(ctx: dict[str, Any]) -> str:
         if task is not None and settled and await w.store.ensure_task(task):
             recovered += 1
             logger.warning("%s (%s): re-enqueued lost task %s", job_id, job.status, task.task_id)
-    return f"ended {len(overdue)} overdue, recovered {recovered} lost tasks"
+    resumed = await _resume_deliveries(w, at_ms)
+    return (
+        f"ended {len(overdue)} overdue, recovered {recovered} lost tasks, "
+        f"resumed {resumed} callback deliveries"
+    )
+
+
+async def _resume_deliveries(w: WorkerContext, at_ms: int) -> int:
+    """Enqueue the due attempt of every delivery overdue by DELIVERY_SETTLING_MS."""
+    resumed = 0
+    for job_id, event in await w.deliveries.overdue(at_ms - DELIVERY_SETTLING_MS):
+        task = await w.deliveries.current_task(job_id, event)
+        # ensure_task leaves a queued or running task be; a stale one that runs changes nothing.
+        if task is not None and await w.store.ensure_task(task):
+            resumed += 1
+            logger.warning("%s: re-enqueued lost callback attempt %s", job_id, task.task_id)
+    return resumed
 
 
 def _next_task(w: WorkerContext, job: Job) -> Task | None:

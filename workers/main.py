@@ -32,7 +32,7 @@ from workers.deadlines import sweep_jobs
 from workers.dispatch import dispatch_job
 from workers.keep_input import keep_input
 from workers.mirror import mirror_job
-from workers.notify import notify_job
+from workers.notify import deliver_callback, notify_job
 from workers.results import fetch_result
 from workers.settle import settle_submit
 
@@ -43,13 +43,17 @@ BUDGET_HEADROOM_S = 1.0
 OVERRUN_RETRY_DELAY_S = 1.0
 # ARQ's in-progress mark outlives the longest function timeout by this much.
 ARQ_IN_PROGRESS_EXTRA_S = 10.0
+# ARQ tries of one callback attempt task (see create_worker).
+DELIVERY_ATTEMPT_MAX_TRIES = 25
 
 
 def function_timeouts_s(settings: Settings) -> dict[str, float]:
     """Each task's ARQ timeout: its upstream calls' own deadlines plus a margin."""
     return {
         "dispatch_job": settings.fal_submit_timeout_s + STEP_MARGIN_S,
-        "notify_job": settings.callback_timeout_s + STEP_MARGIN_S,
+        # One attempt: one POST (its own deadline covers DNS, connect and response).
+        "deliver_callback": settings.callback_timeout_s + STEP_MARGIN_S,
+        "notify_job": STEP_MARGIN_S,
         # A status GET, then (once COMPLETED) a result GET.
         "fetch_result": 2 * settings.fal_status_timeout_s + STEP_MARGIN_S,
         # mirror_job enforces MIRROR_TIMEOUT_S itself (then retries, or gives up and
@@ -131,9 +135,18 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
                 timeout=timeouts["dispatch_job"],
                 keep_result=3600,
             ),
+            # Each attempt is a task of its own and the schedule's place is in Redis: ARQ's
+            # tries only count overruns and killed workers. Should ARQ drop one anyway, the
+            # sweep enqueues the delivery's due attempt again.
+            func(
+                bounded(deliver_callback),
+                max_tries=DELIVERY_ATTEMPT_MAX_TRIES,
+                timeout=timeouts["deliver_callback"],
+                keep_result=3600,
+            ),
             func(
                 bounded(notify_job),
-                max_tries=settings.callback_max_tries + 1,
+                max_tries=DELIVERY_ATTEMPT_MAX_TRIES,
                 timeout=timeouts["notify_job"],
                 keep_result=3600,
             ),

@@ -8,8 +8,8 @@ enqueued in the same atomic step.
 
 Retries back off up to MIRROR_MAX_TRIES; after that the job keeps fal's URLs, records
 `mirror: {"status": "failed"}`, and the callback goes anyway: the client is never left waiting
-forever. The callback task's id is fixed per job, so however often this runs, it is enqueued
-once, and notify_job sends a delivered callback never again.
+forever. The delivery's first attempt has a fixed task id and its due mark is added only if
+absent, so however often this runs the job.completed delivery starts once.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from arq import Retry
 
+from service import deliveries
 from service.files import SNIFF_BYTES, extension_for, normalise_media_type, sniff
-from service.jobs import JobStatus, notify_task_id
+from service.jobs import JobStatus
 from service.media import MediaError, MediaStore, TooLarge
 from service.ssrf import UnsafeTarget, parse_target, resolve_public_addresses
-from service.store import Task
 from workers.context import WorkerContext, worker_context
 
 logger = logging.getLogger("vidhook.mirror")
@@ -156,17 +156,12 @@ async def mirror_job(ctx: dict[str, Any], job_id: str) -> str:
 
 
 async def _record(w: WorkerContext, job_id: str, fields: dict[str, str]) -> None:
-    """Write the mirror's outcome and enqueue the callback (if any) in one atomic step.
+    """Write the mirror's outcome and start the callback delivery (if any) in one atomic step.
 
     The job is completed, a terminal status: writing fields cannot race a status change.
     """
-    await w.store.update_fields(
-        job_id,
-        fields,
-        follow_ups=[
-            Task(notify_task_id(job_id), "notify_job", (job_id,), only_if_set="callback_url")
-        ],
-    )
+    delivery = deliveries.first_attempt(w.store.keys, job_id, JobStatus.COMPLETED)
+    await w.store.update_fields(job_id, fields, follow_ups=[delivery] if delivery else [])
 
 
 async def _mirror_file(

@@ -30,6 +30,7 @@ from service.catalog import get_endpoint
 from service.completions import FalOutcome, fal_error, finish_job
 from service.fal import FalAmbiguous, FalRejected, FalUnavailable
 from service.fal_platform import ListedRequest
+from service.input_archive import keep_input_task
 from service.jobs import Job, JobStatus, input_sha256
 from service.store import now_ms
 from workers.context import WorkerContext, worker_context
@@ -97,10 +98,13 @@ async def _adopt(w: WorkerContext, job: Job, found: ListedRequest) -> str:
             **_request_urls(w, job, found.request_id),
             "submitted_at_ms": now_ms(),
             "submit_pending_since_ms": "",
-            "input": "",
         },
-        # Listed means finished (at least on the simulator): fetch its result now.
-        follow_ups=[reconcile_task(w, job.id, defer_s=0.0 if found.finished else later_s)],
+        # Listed means finished (at least on the simulator): fetch its result now. fal has
+        # the input: it moves to the media store.
+        follow_ups=[
+            reconcile_task(w, job.id, defer_s=0.0 if found.finished else later_s),
+            keep_input_task(job.id),
+        ],
     )
     logger.info("%s: fal had created request %s for an unclear submit", job.id, found.request_id)
     return f"adopted {found.request_id}" if moved.applied else f"settled: {moved.previous}"

@@ -558,15 +558,35 @@ function resultBody(job) {
   return el("div", {}, parts);
 }
 
+// GET /v1/jobs/{id}/deliveries: one delivery per event type, each with its attempts.
+function deliveryRows(data) {
+  return Array.isArray(data?.data) ? data.data : [];
+}
+
 function deliveriesTable(data) {
-  const rows = Array.isArray(data?.data) ? data.data : Array.isArray(data?.deliveries) ? data.deliveries : Array.isArray(data) ? data : [];
+  const rows = deliveryRows(data);
   if (!rows.length) return notice("No delivery attempts yet.");
+  const body = [];
+  for (const delivery of rows) {
+    const next = delivery.status === "scheduled" && delivery.next_attempt_at ? ` · next ${when(delivery.next_attempt_at)}` : "";
+    const dead = delivery.dead_letter_reason ? ` · ${delivery.dead_letter_reason}` : "";
+    body.push(el("tr", { className: "delivery" },
+      el("th", { colspan: 3 },
+        el("span", { className: "mono", text: delivery.event }), " ", badge(delivery.status),
+        el("span", { className: "muted", text: ` ${delivery.webhook_id}${next}${dead}` }))));
+    const attempts = Array.isArray(delivery.attempts) ? delivery.attempts : [];
+    if (!attempts.length) body.push(el("tr", {}, el("td", { colspan: 3, className: "muted", text: "not attempted yet" })));
+    for (const attempt of attempts) {
+      const answer = attempt.status_code ? `HTTP ${attempt.status_code}` : "no answer";
+      body.push(el("tr", { className: "attempt" },
+        el("td", { text: `${attempt.series > 0 ? `redelivery ${attempt.series}, ` : ""}#${attempt.number} ${when(attempt.at)}` }),
+        el("td", { text: attempt.error && attempt.status_code ? answer : (attempt.error ?? answer) }),
+        el("td", { className: "num", text: typeof attempt.latency_ms === "number" ? `${Math.round(attempt.latency_ms)} ms` : "—" })));
+    }
+  }
   return el("table", { className: "deliveries", id: "deliveries" },
-    el("thead", {}, el("tr", {}, ["time", "outcome", "latency"].map((name) => el("th", { text: name })))),
-    el("tbody", {}, rows.map((row) => el("tr", {},
-      el("td", { text: when(row.at ?? row.attempted_at ?? row.time ?? row.created_at) }),
-      el("td", { text: row.status_code ? `HTTP ${row.status_code}` : (row.error ?? row.outcome ?? "—") }),
-      el("td", { className: "num", text: typeof (row.latency_ms ?? row.duration_ms) === "number" ? `${Math.round(row.latency_ms ?? row.duration_ms)} ms` : "—" })))));
+    el("thead", {}, el("tr", {}, ["attempt", "outcome", "latency"].map((name) => el("th", { text: name })))),
+    el("tbody", {}, body));
 }
 
 async function jobView(view, signal, jobId) {
@@ -596,6 +616,7 @@ async function jobView(view, signal, jobId) {
     result, input, metadata, deliveries)]);
 
   let lastRenderedStatus = null;
+  let followUps = 0;
   const render = () => {
     clear(header);
     append(header, [el("h1", { className: "mono", text: job.id }), badge(job.status)]);
@@ -639,7 +660,13 @@ async function jobView(view, signal, jobId) {
       ` · ${job.callback.attempts} attempt(s)`, job.callback.last_error ? el("span", { className: "error", text: ` · ${job.callback.last_error}` }) : null));
     if (has("GET", "/v1/jobs/{job_id}/deliveries")) {
       try {
-        body.push(deliveriesTable((await api(`${path}/deliveries`, { signal })).data));
+        const { data } = await api(`${path}/deliveries`, { signal });
+        body.push(deliveriesTable(data));
+        // While a delivery is still being sent, look again shortly (a handful of times).
+        if (deliveryRows(data).some((d) => d.status === "scheduled") && followUps < 20) {
+          followUps += 1;
+          setTimeout(() => { if (!signal.aborted) renderCallback(); }, 1000);
+        }
       } catch (error) {
         if (signal.aborted) return;
         body.push(notice(`The delivery log could not be read: ${error.message}`, "warn"));
@@ -670,6 +697,7 @@ async function jobView(view, signal, jobId) {
       (status) => (status === 202 ? "Cancel requested at fal." : "Cancelled."));
   }
   async function redeliver() {
+    followUps = 0;
     await act(`Send the callback of ${job.id} again?`, () => api(`${path}/callback/redeliver`, { method: "POST", signal }),
       () => "Redelivery queued.");
   }

@@ -33,20 +33,42 @@ local function enqueue(queue_key, arq_job_key, arq_result_key, task_id, payload,
   end
 end
 
--- Enqueue `count` follow-up tasks described from ARGV[first_arg] on, five arguments each
--- (task id, payload, expiry ms, run-at ms, and a job field that must be non-empty for the task
--- to be enqueued, '' = always), with their ARQ job and result keys from KEYS[first_key] on.
+-- Whether a follow-up's condition holds for the job: '' always; `field` when the field is
+-- non-empty; `field~word|fallback` when the field's space-separated words include `word`, or,
+-- with the field absent, when `fallback` ('' = none) is non-empty.
+local function condition_holds(job_key, condition)
+  if condition == '' then
+    return true
+  end
+  local field, word, fallback = string.match(condition, '^([^~]+)~([^|]+)|?(.*)$')
+  if not field then
+    local value = redis.call('HGET', job_key, condition)
+    return value ~= false and value ~= ''
+  end
+  local value = redis.call('HGET', job_key, field)
+  if value == false then
+    if fallback == '' then
+      return false
+    end
+    local other = redis.call('HGET', job_key, fallback)
+    return other ~= false and other ~= ''
+  end
+  return string.find(' ' .. value .. ' ', ' ' .. word .. ' ', 1, true) ~= nil
+end
+
+-- Enqueue `count` follow-up tasks described from ARGV[first_arg] on, six arguments each
+-- (task id, payload, expiry ms, run-at ms, the condition for it to be enqueued (see
+-- condition_holds), and a member to add to a sorted set with the run-at as score, '' = none),
+-- with their ARQ job key, ARQ result key and that sorted set's key from KEYS[first_key] on.
 local function enqueue_follow_ups(job_key, queue_key, count, first_arg, first_key)
   for i = 0, count - 1 do
-    local a = first_arg + i * 5
-    local k = first_key + i * 2
-    local wanted = true
-    if ARGV[a + 4] ~= '' then
-      local value = redis.call('HGET', job_key, ARGV[a + 4])
-      wanted = value ~= false and value ~= ''
-    end
-    if wanted then
+    local a = first_arg + i * 6
+    local k = first_key + i * 3
+    if condition_holds(job_key, ARGV[a + 4]) then
       enqueue(queue_key, KEYS[k], KEYS[k + 1], ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
+      if ARGV[a + 5] ~= '' then
+        redis.call('ZADD', KEYS[k + 2], 'NX', ARGV[a + 3], ARGV[a + 5])
+      end
     end
   end
 end

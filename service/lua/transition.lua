@@ -3,7 +3,7 @@
 -- With no new status it is a bookkeeping write instead: fields (and follow-ups) only, no event.
 -- KEYS: 1 job hash, 2 job notes list, 3 events stream, 4 job transitions stream, 5 ARQ queue,
 --       6 active jobs by deadline,
---       7.. for each follow-up task: its ARQ job key, then its ARQ result key
+--       7.. for each follow-up task: its ARQ job key, its ARQ result key, its mark's sorted set
 -- ARGV: 1 statuses the move may start from, space-separated (derived from jobs.TRANSITIONS
 --         for the new status; '*' = any, for bookkeeping writes)
 --       2 new status ('' = keep the current one and only write fields)
@@ -14,9 +14,9 @@
 --       9 guard field, 10 its expected value: refuse unless the field holds exactly that
 --         (a compare-and-set, so two racing claimants cannot both win; '' = no guard)
 --       11 number of follow-up tasks n
---       12 .. 11+5n each follow-up: task id, payload, expiry ms, run-at ms (its ARQ queue
---         score), job field that must be non-empty for it to be enqueued ('' = always)
---       12+5n .. job hash field/value pairs to write with the move
+--       12 .. 11+6n each follow-up: task id, payload, expiry ms, run-at ms (its ARQ queue
+--         score), its condition (step.lua condition_holds), its mark's member ('' = none)
+--       12+6n .. job hash field/value pairs to write with the move
 -- Returns {1, previous status, event id ('' for a bookkeeping write)} applied;
 --         {0, current status} refused; {-1, ''} no such job.
 local job = redis.call('HMGET', KEYS[1], 'status', 'id', 'tenant', 'endpoint')
@@ -45,7 +45,7 @@ if not allowed then
   return {0, current}
 end
 local follow_ups = tonumber(ARGV[11])
-local first_field = 12 + follow_ups * 5
+local first_field = 12 + follow_ups * 6
 if #ARGV > first_field then
   redis.call('HSET', KEYS[1], unpack(ARGV, first_field))
 end

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
@@ -133,3 +134,63 @@ def receiver(_receiver_server: Receiver) -> Receiver:
         _receiver_server.requests.clear()
         _receiver_server.huge_bytes_sent[0] = 0
     return _receiver_server
+
+
+# What a scripted receiver answers, in turn, per path; past the script, 204.
+Answer = int | tuple[int, str] | str  # a status, (status, Retry-After), "redirect" or "slow"
+
+
+@dataclass
+class ScriptedReceiver:
+    """A real receiver whose answers each test scripts per path (`/s/{name}`)."""
+
+    url: str = ""
+    scripts: dict[str, list[Answer]] = field(default_factory=dict)
+    seen: dict[str, list[tuple[float, dict[str, str], bytes]]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def plan(self, name: str, *answers: Answer) -> str:
+        """Script `name`'s answers; returns its URL."""
+        with self.lock:
+            self.scripts[name] = list(answers)
+            self.seen[name] = []
+        return f"{self.url}/s/{name}"
+
+    def requests(self, name: str) -> list[tuple[float, dict[str, str], bytes]]:
+        """(monotonic arrival time, headers, raw body) of each request to `name`."""
+        with self.lock:
+            return list(self.seen.get(name, []))
+
+    def app(self) -> Starlette:
+        async def receive(request: Request) -> Response:
+            name = request.path_params["name"]
+            body = await request.body()
+            with self.lock:
+                self.seen.setdefault(name, []).append(
+                    (time.monotonic(), dict(request.headers), body)
+                )
+                script = self.scripts.setdefault(name, [])
+                answer: Answer = script.pop(0) if script else 204
+            if answer == "redirect":
+                return RedirectResponse(f"/s/{name}-redirected", status_code=302)
+            if answer == "slow":
+                for _ in range(150):  # 3 s at most; the sender gives up sooner
+                    if await request.is_disconnected():
+                        break
+                    await asyncio.sleep(0.02)
+                return Response(status_code=204)
+            if isinstance(answer, tuple):
+                status, retry_after = answer
+                return Response(status_code=status, headers={"Retry-After": retry_after})
+            assert isinstance(answer, int)
+            return Response(b"scripted", status_code=answer)
+
+        return Starlette(routes=[Route("/s/{name}", receive, methods=["POST"])])
+
+
+@pytest.fixture(scope="module")
+def scripted_receiver() -> Iterator[ScriptedReceiver]:
+    receiver = ScriptedReceiver()
+    with ServerThread(receiver.app()) as server:
+        receiver.url = server.url
+        yield receiver

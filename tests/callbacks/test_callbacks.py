@@ -118,7 +118,7 @@ def test_signature_with_another_secret_does_not_verify(receiver: Receiver) -> No
         (400, False, True),
         (401, False, True),
         (404, False, True),
-        (410, False, True),
+        (410, False, False),  # Gone: the receiver says stop
         (422, False, True),
     ],
 )

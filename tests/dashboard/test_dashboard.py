@@ -254,8 +254,9 @@ def test_cancel_from_the_page_cancels_the_job(
 def test_redeliver_from_the_page_sends_the_callback_again(
     tab: Tab, system: ServerThread, client: httpx.Client, callback_receiver: CallbackReceiver
 ) -> None:
-    if "/v1/jobs/{job_id}/callback/redeliver" not in served_paths(system.url):
-        pytest.skip("POST /v1/jobs/{id}/callback/redeliver is not on this server yet")
+    assert {"/v1/jobs/{job_id}/callback/redeliver", "/v1/jobs/{job_id}/deliveries"} <= (
+        served_paths(system.url)
+    )
     body = {
         **i2v_body(f"redeliver-{uuid.uuid4().hex[:8]}"),
         "callback_url": f"{callback_receiver.url}/hooks/r",
@@ -268,7 +269,19 @@ def test_redeliver_from_the_page_sends_the_callback_again(
     expect(page.locator("#who")).to_be_visible()
     page.goto(f"{system.url}/dashboard#/jobs/{job_id}")
 
+    # The delivery log from GET /deliveries: the event, and its one attempt.
+    log = page.locator("#deliveries")
+    expect(log.locator("tr.delivery")).to_contain_text("job.completed")
+    expect(log.locator("tr.delivery")).to_contain_text(f"msg_{job_id}_completed")
+    expect(log.locator("tr.attempt")).to_have_count(1)
+    expect(log.locator("tr.attempt")).to_contain_text("HTTP 204")
+
     page.click("#redeliver")
     expect(page.locator("#action-message")).to_have_text("Redelivery queued.")
     wait_for(client, job_id, lambda j: len(callback_receiver.for_job(job_id)) == 2)
+    first, second = callback_receiver.for_job(job_id)
+    assert first[0]["webhook-id"] == second[0]["webhook-id"] and first[1] == second[1]
+    # The log follows the new series to its end without a reload.
+    expect(log.locator("tr.attempt")).to_have_count(2, timeout=15_000)
+    expect(log.locator("tr.attempt").nth(1)).to_contain_text("redelivery 1")
     assert tab.errors == []

@@ -36,8 +36,12 @@ def run_with_store(
     asyncio.run(main())
 
 
-async def new_job(store: JobStore, *, callback_url: str | None = None) -> str:
-    """Record a queued job (tenant-a, a Veo endpoint) with its dispatch task; returns its id."""
+async def new_job(
+    store: JobStore, *, callback_url: str | None = None, callback_events: str | None = None
+) -> str:
+    """Record a queued job (tenant-a, a Veo endpoint) with its dispatch task; returns its id.
+
+    Without `callback_events` the job is as versions before event selection recorded it."""
     job_id = f"job_{uuid.uuid4().hex}"
     fields: dict[str, str | int] = {
         "id": job_id,
@@ -50,5 +54,7 @@ async def new_job(store: JobStore, *, callback_url: str | None = None) -> str:
     }
     if callback_url:
         fields["callback_url"] = callback_url
+    if callback_events is not None:
+        fields["callback_events"] = callback_events
     await store.create(job_id, "tenant-a", fields, Task(job_id, "dispatch_job", (job_id,)))
     return job_id
