@@ -9,6 +9,7 @@ import httpx
 from redis.asyncio import Redis
 
 from service.apikeys import ApiKeyStore
+from service.budgets import Budgets
 from service.fal import FalQueueClient
 from service.fal_webhooks import FalWebhookVerifier, JwksCache
 from service.job_index import JobIndex
@@ -40,6 +41,7 @@ class ApiContext:
     api_keys: ApiKeyStore = field(init=False)
     index: JobIndex = field(init=False)
     stats: Stats = field(init=False)
+    budgets: Budgets = field(init=False)
 
     def __post_init__(self) -> None:
         # Looked up by digest so that the dict lookup's timing says nothing about real keys.
@@ -52,6 +54,7 @@ class ApiContext:
         self.api_keys = ApiKeyStore(self.redis, self.store.keys)
         self.index = JobIndex(self.redis, self.store.keys)
         self.stats = Stats(self.redis, self.store.keys)
+        self.budgets = Budgets(self.redis, self.store.keys, self.settings.budget)
 
 
 def key_digest(api_key: str) -> bytes:

@@ -42,6 +42,7 @@ from service.domain_errors import (
     JobNotFound,
     MediaStoreUnavailable,
     RequestRejected,
+    SpendCapExceeded,
     UpstreamUnavailable,
 )
 
@@ -174,6 +175,14 @@ class InvalidRequest(ApiError):
         super().__init__(detail, errors=list(errors))
 
 
+class SpendCapReached(ApiError):
+    # 402, not 429: clients (fal's among them) retry a 429 by themselves within seconds, and a
+    # daily or monthly cap does not lift that soon.
+    status_code = 402
+    slug = "spend-cap-exceeded"
+    title = "The tenant's spend cap would be exceeded"
+
+
 class BadGateway(ApiError):
     status_code = 502
     slug = "bad-gateway"
@@ -205,6 +214,15 @@ def api_error_for(exc: DomainError) -> ApiError:
         return BadGateway(str(exc))
     if isinstance(exc, MediaStoreUnavailable):
         return StorageUnavailable(str(exc))
+    if isinstance(exc, SpendCapExceeded):
+        return SpendCapReached(
+            str(exc),
+            period=exc.period,
+            spent_usd=exc.spent_usd,
+            cap_usd=exc.cap_usd,
+            estimated_cost_usd=exc.cost_usd,
+            resets_at=exc.resets_at,
+        )
     return ApiError(str(exc))
 
 

@@ -46,8 +46,10 @@ TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = MappingProxyType(
         # submitting -> submitting is a new submit attempt (a retry after fal was unreachable,
         # or a resubmit after an unclear submit's grace period): it may be billed, so it is
         # an event of its own. fal's webhook can beat its own submit answer, hence -> in_progress.
+        # submitting -> queued: fal refused our key (401/403), nothing was created, and
+        # dispatch paused for everyone; the job waits in line again (service/budgets.py).
         JobStatus.SUBMITTING: frozenset(
-            {JobStatus.SUBMITTING, JobStatus.SUBMITTED, JobStatus.IN_PROGRESS}
+            {JobStatus.QUEUED, JobStatus.SUBMITTING, JobStatus.SUBMITTED, JobStatus.IN_PROGRESS}
         )
         | TERMINAL_STATUSES,
         JobStatus.SUBMITTED: frozenset({JobStatus.IN_PROGRESS}) | TERMINAL_STATUSES,
@@ -179,6 +181,8 @@ class Job:
     submit_unclear_cause: str | None = None
     failure_origin: str | None = None
     unknown_request_streak: int = 0
+    # Queued and waiting in its tenant's line for an in-flight slot (service/budgets.py).
+    parked: bool = False
 
     @classmethod
     def queued(
@@ -281,6 +285,7 @@ class Job:
             submit_unclear_cause=text("submit_unclear_cause"),
             failure_origin=text("failure_origin"),
             unknown_request_streak=number("unknown_request_streak") or 0,
+            parked=fields.get("parked") == "1",
         )
 
     def to_resource(self) -> dict[str, Any]:

@@ -44,6 +44,15 @@ JOBS_FINISHED = Counter(
     "Jobs that reached a terminal state",
     ["endpoint", "tenant", "status"],
 )
+SPEND_CAP_REFUSALS = Counter(
+    "vidhook_spend_cap_refusals_total",
+    "Jobs refused at intake because they would pass a tenant's spend cap",
+    ["tenant", "period"],
+)
+DISPATCH_PAUSES = Counter(
+    "vidhook_dispatch_pauses_total",
+    "Times dispatch paused for everyone because fal refused our key (401/403)",
+)
 SPEND = Counter(
     "vidhook_estimated_spend_usd_total",
     "Estimated fal spend of completed jobs, from the price table",

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 from prometheus_client import start_http_server
 
+from service.budgets import Budgets
 from service.callbacks import CallbackSender
 from service.fal import FalQueueClient
 from service.fal_platform import FalPlatformClient
@@ -32,7 +33,15 @@ class WorkerContext:
     platform: FalPlatformClient
     callbacks: CallbackSender
     media: MediaStore
+    budgets: Budgets
     resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+    def poll_delay_s(self, job_try: int) -> float:
+        """Poll mode's back-off between status polls of one request: from FAL_POLL_INTERVAL_S,
+        x1.5 per poll, up to FAL_POLL_MAX_INTERVAL_S, with jitter."""
+        settings = self.settings
+        grown: float = settings.fal_poll_interval_s * 1.5 ** (job_try - 1)
+        return min(settings.fal_poll_max_interval_s, grown) * random.uniform(0.8, 1.0)
 
     def backoff_s(self, job_try: int) -> float:
         """Exponential back-off with jitter for the `job_try`-th try (1-based)."""
@@ -62,15 +71,19 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     )
     resources = contextlib.AsyncExitStack()
     media = await resources.enter_async_context(open_media_store(settings))
+    keys = RedisKeys(settings.redis_key_prefix, settings.arq_queue_name)
     ctx[CONTEXT_KEY] = WorkerContext(
         settings=settings,
         http=http,
         store=JobStore(
             ctx["redis"],
-            RedisKeys(settings.redis_key_prefix, settings.arq_queue_name),
+            keys,
             job_retention_s=settings.job_retention_s,
             event_stream_maxlen=settings.event_stream_maxlen,
+            job_deadline_s=settings.job_deadline_s,
+            budget=settings.budget,
         ),
+        budgets=Budgets(ctx["redis"], keys, settings.budget),
         fal=FalQueueClient(
             http,
             queue_base_url=str(settings.fal_queue_base_url),

@@ -14,9 +14,12 @@
 --       9 guard field, 10 its expected value: refuse unless the field holds exactly that
 --         (a compare-and-set, so two racing claimants cannot both win; '' = no guard)
 --       11 number of follow-up tasks n
---       12 .. 11+5n each follow-up: task id, payload, expiry ms, run-at ms (its ARQ queue
+--       12 the budget's cfg (budget.lua), given with a terminal move: the job's lease and
+--         place in line are given back and the next parked job admitted ('' = none)
+--       13 '1': refund the job's counted spend (it never reached fal)
+--       14 .. 13+5n each follow-up: task id, payload, expiry ms, run-at ms (its ARQ queue
 --         score), job field that must be non-empty for it to be enqueued ('' = always)
---       12+5n .. job hash field/value pairs to write with the move
+--       14+5n .. job hash field/value pairs to write with the move
 -- Returns {1, previous status, event id ('' for a bookkeeping write)} applied;
 --         {0, current status} refused; {-1, ''} no such job.
 local job = redis.call('HMGET', KEYS[1], 'status', 'id', 'tenant', 'endpoint')
@@ -45,7 +48,7 @@ if not allowed then
   return {0, current}
 end
 local follow_ups = tonumber(ARGV[11])
-local first_field = 12 + follow_ups * 5
+local first_field = 14 + follow_ups * 5
 if #ARGV > first_field then
   redis.call('HSET', KEYS[1], unpack(ARGV, first_field))
 end
@@ -56,7 +59,12 @@ if ARGV[2] ~= '' then
   event_id = append_event(KEYS[3], KEYS[4], ARGV[6], ARGV[5], job[2] or '', job[3] or '',
     job[4] or '', current, ARGV[2], ARGV[3], ARGV[4])
 end
-enqueue_follow_ups(KEYS[1], KEYS[5], follow_ups, 12, 7)
+enqueue_follow_ups(KEYS[1], KEYS[5], follow_ups, 14, 7)
+if ARGV[12] ~= '' then
+  -- In the same step as the terminal move, so a slot is never held by an ended job nor
+  -- given back twice.
+  job_ended(cjson.decode(ARGV[12]), job[3] or '', job[2] or '', tonumber(ARGV[3]), ARGV[13] == '1')
+end
 if ARGV[7] ~= '' then
   redis.call('ZREM', KEYS[6], job[2] or '')
   redis.call('EXPIRE', KEYS[1], ARGV[7])

@@ -13,7 +13,5 @@ async def read_stats(request: Request) -> Response:
     """A tenant key: that tenant's numbers; an ADMIN_API_KEYS key: every tenant's."""
     ctx: ApiContext = request.app.state.ctx
     tenant = None if admin_name(request) is not None else await authenticate(request)
-    # FAL_MAX_IN_FLIGHT belongs to the budgets work; until it is a setting, no budget is known.
-    budget: int | None = getattr(ctx.settings, "fal_max_in_flight", None)
-    answer = await ctx.stats.read(tenant, budget=budget)
+    answer = await ctx.stats.read(tenant, budget=ctx.settings.fal_max_in_flight)
     return JSONResponse(answer, headers={"Cache-Control": "no-store"})
