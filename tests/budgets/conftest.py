@@ -96,7 +96,9 @@ class HeldCounter:
             if self.revoked:
                 if is_submit:
                     with self._lock:
-                        self.submits.append((path, body, request.query_params.get("fal_webhook"), 401))
+                        self.submits.append(
+                            (path, body, request.query_params.get("fal_webhook"), 401)
+                        )
                 return Response(
                     json.dumps({"detail": "Invalid key credentials"}), 401,
                     media_type="application/json",
@@ -105,7 +107,9 @@ class HeldCounter:
                 with self._lock:
                     self.calls.append((request.method, path))
             headers = {
-                k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
+                k: v
+                for k, v in request.headers.items()
+                if k.lower() not in ("host", "content-length")
             }
             async with submit_lock if is_submit else contextlib.nullcontext():
                 # Submits one at a time: what fal holds is counted just before each is sent.
@@ -120,7 +124,12 @@ class HeldCounter:
                 if is_submit:
                     with self._lock:
                         self.submits.append(
-                            (path, body, request.query_params.get("fal_webhook"), upstream.status_code)
+                            (
+                                path,
+                                body,
+                                request.query_params.get("fal_webhook"),
+                                upstream.status_code,
+                            )
                         )
                     if upstream.is_success:
                         receipt = upstream.json()
