@@ -302,6 +302,64 @@ class Budgets:
         }  # fmt: skip
 
 
+_USD_OR_NULL = {"type": ["number", "null"]}
+USAGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "The tenant's estimated spend (sum of its jobs' estimated_cost_usd, jobs "
+    "that never reached fal refunded) today and this month, UTC, against its TENANT_LIMITS.",
+    "required": ["object", "tenant", "today", "month", "in_flight", "limits"],
+    "properties": {
+        "object": {"const": "usage"},
+        "tenant": {"type": "string"},
+        "today": {
+            "type": "object",
+            "properties": {
+                "date": {"type": "string", "examples": ["2026-12-02"]},
+                "spend_usd": {"type": "number"},
+                "cap_usd": {**_USD_OR_NULL, "description": "daily_usd; null: no cap"},
+            },
+        },
+        "month": {
+            "type": "object",
+            "properties": {
+                "month": {"type": "string", "examples": ["2026-12"]},
+                "spend_usd": {"type": "number"},
+                "cap_usd": {**_USD_OR_NULL, "description": "monthly_usd; null: no cap"},
+            },
+        },
+        "in_flight": {
+            "type": "object",
+            "description": "The tenant's jobs holding an in-flight slot, its max_in_flight, "
+            "and how many of its jobs wait in line for one.",
+            "properties": {
+                "count": {"type": "integer"},
+                "max": {"type": ["integer", "null"]},
+                "waiting": {"type": "integer"},
+            },
+        },
+        "fal_in_flight": {
+            "type": "object",
+            "description": "Every tenant's slots in use, against FAL_MAX_IN_FLIGHT.",
+            "properties": {
+                "count": {"type": "integer"},
+                "budget": {"type": ["integer", "null"]},
+            },
+        },
+        "limits": {
+            "type": "object",
+            "properties": {
+                "max_in_flight": {"type": ["integer", "null"]},
+                "weight": {"type": "integer"},
+                "daily_usd": _USD_OR_NULL,
+                "monthly_usd": _USD_OR_NULL,
+            },
+        },
+        "spend_today_usd": {"type": "number"},
+        "daily_cap_usd": _USD_OR_NULL,
+    },
+}
+
+
 def pause_from(raw: bytes | str | None) -> Pause | None:
     if not raw:
         return None

@@ -82,6 +82,11 @@ PROBLEM_SCHEMA: dict[str, Any] = {
             "items": {"$ref": "#/components/schemas/FieldError"},
         },
         "job_id": {"type": "string", "description": "The job an Idempotency-Key points at (409)."},
+        "period": {"enum": ["daily", "monthly"], "description": "The spend cap reached (402)."},
+        "spent_usd": {"type": "number", "description": "Spend counted in that period (402)."},
+        "cap_usd": {"type": "number", "description": "The cap (402)."},
+        "estimated_cost_usd": {"type": "number", "description": "The refused job's (402)."},
+        "resets_at": {"type": "string", "format": "date-time", "description": "Period end."},
     },
 }
 
