@@ -77,7 +77,7 @@ class RedisKeys:
 
     @property
     def dispatch_paused(self) -> str:
-        """Present while an operator has paused dispatch to fal."""
+        """Present while dispatch to fal is paused (fal refused our key): JSON, the reason."""
         return f"{self.prefix}dispatch:paused"
 
     # The budget's keys; service/lua/budget.lua builds the same names from the prefix (it

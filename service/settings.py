@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -309,13 +310,10 @@ class Settings(BaseSettings):
     def dashboard_media_origin_list(self) -> tuple[str, ...]:
         return tuple(part for part in self.dashboard_media_origins.replace(",", " ").split())
 
-    @cached_property
+    @property
     def budget(self) -> BudgetConfig:
-        return BudgetConfig(
-            max_in_flight=self.fal_max_in_flight,
-            tenants=parse_tenant_limits(self.tenant_limits),
-            job_deadline_s=self.job_deadline_s,
-        )
+        # Not a cached_property: model_copy() would carry a stale one into a changed copy.
+        return _budget_config(self.fal_max_in_flight, self.tenant_limits, self.job_deadline_s)
 
     @property
     def poll_mode(self) -> bool:
@@ -360,6 +358,17 @@ class Settings(BaseSettings):
             return None
         base = str(self.public_base_url).rstrip("/")
         return f"{base}/v1/fal/webhooks/{job_id}?token={self.webhook_tokens.token(job_id)}"
+
+
+@functools.lru_cache(maxsize=16)
+def _budget_config(
+    max_in_flight: int | None, tenant_limits: str | None, job_deadline_s: int
+) -> BudgetConfig:
+    return BudgetConfig(
+        max_in_flight=max_in_flight,
+        tenants=parse_tenant_limits(tenant_limits),
+        job_deadline_s=job_deadline_s,
+    )
 
 
 def _parse_api_keys(value: str) -> dict[str, str]:

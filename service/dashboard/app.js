@@ -370,7 +370,9 @@ async function overviewView(view, signal) {
   };
   let pending = null;
   const refresh = async () => {
-    const [stats, usage] = await Promise.all([api("/v1/stats", { signal }), readUsage()]);
+    const stats = await api("/v1/stats", { signal });
+    // /v1/stats carries spend against caps itself; /v1/usage (tenant keys only) is the fallback.
+    const usage = stats.data.spend ? undefined : await readUsage();
     renderStats(grid, stats.data, usage);
   };
   // At most one refresh per STATS_REFRESH_MS, however fast events arrive.
