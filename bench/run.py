@@ -457,9 +457,7 @@ class Bench:
                 due = await redis.zcount(queue, "-inf", int(time.time() * 1000))
                 # The deadline sweep (a cron) may be running: it is not the work measured.
                 running = [
-                    key
-                    for key in await redis.keys("arq:in-progress:*")
-                    if b"sweep_jobs" not in key
+                    key for key in await redis.keys("arq:in-progress:*") if b"sweep_jobs" not in key
                 ]
                 if due == 0 and not running:
                     break
