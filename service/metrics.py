@@ -145,7 +145,9 @@ async def system_gauges(redis: Redis, keys: RedisKeys) -> dict[str, tuple[str, f
         pipe.zrange(keys.queue, 0, 0, withscores=True)
         pipe.zcard(keys.queue)
         pipe.zcard(keys.at_fal)
-        due, oldest, total, at_fal = await pipe.execute()
+        pipe.zcard(keys.inflight)
+        pipe.exists(keys.dispatch_paused)
+        due, oldest, total, at_fal, leases, paused = await pipe.execute()
     oldest_age_s = (now_ms - oldest[0][1]) / 1000 if oldest and oldest[0][1] <= now_ms else 0.0
     return {
         "vidhook_queue_due_tasks": ("ARQ tasks due to run now (backlog)", float(due)),
@@ -155,6 +157,11 @@ async def system_gauges(redis: Redis, keys: RedisKeys) -> dict[str, tuple[str, f
             oldest_age_s,
         ),
         "vidhook_jobs_in_flight_at_fal": ("Jobs submitted to fal and not finished", float(at_fal)),
+        "vidhook_fal_leases": (
+            "In-flight slots held (FAL_MAX_IN_FLIGHT bounds them)",
+            float(leases),
+        ),
+        "vidhook_dispatch_paused": ("1 while fal refuses our key (401/403)", float(paused)),
     }
 
 
