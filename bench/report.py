@@ -89,6 +89,13 @@ def table(results: dict[str, Any]) -> str:
         f"| 5 | HTTP calls fal received per completed job ({calls['model_delay_s']:.0f} s "
         f"model delay + render) | {_calls(cv)} | {_calls(cf)} (fal-client `subscribe`) | | |"
     )
+    poll = calls.get("vidhook_poll_mode")
+    if poll:
+        rows.append(
+            f"| 5 | … the same in poll mode (no PUBLIC_BASE_URL; polls from "
+            f"{poll['poll_interval_s']:.0f} s, x1.5, up to {poll['poll_max_interval_s']:.0f} s) | "
+            f"{_calls(poll)} | | | |"
+        )
     rows.append(
         f"| 5 | connections to fal held per in-flight job | "
         f"{cv.get('connections_per_inflight_job', 0):.2f} | "

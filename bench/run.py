@@ -699,7 +699,26 @@ class Bench:
             "model_delay_s": plan.calls_model_delay_s,
             "vidhook": fal_usage(records, vidhook_spans, fal_client=False),
             "fal_client": fal_usage(records, fal_spans, fal_client=True),
+            "vidhook_poll_mode": self.poll_mode_calls(body),
         }
+
+    def poll_mode_calls(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The same jobs with a worker in poll mode (no PUBLIC_BASE_URL): its status polls."""
+        env = {k: v for k, v in self.vidhook_env(self.proxy_url).items() if k != "PUBLIC_BASE_URL"}
+        self.stack.start("worker-poll", ["service.cli", "worker"], env)
+        time.sleep(1.5)
+        self.peer("/_peer/reset", {})
+        raw = json.dumps({**body, "callback_url": f"{self.peer_url}/callbacks/poll"}).encode()
+        sent = uvloop.run(self.paced_jobs(50.0, self.plan.calls_jobs, raw))
+        intake_sent = {json.loads(s.body)["id"]: s.sent_at for s in sent if s.status == 202}
+        records = self.wait_callbacks(set(intake_sent), 180)
+        self.stack.stop("worker-poll")
+        callbacks = {job: at for at, job in records["callbacks"]}
+        spans = [(intake_sent[j], callbacks[j]) for j in intake_sent if j in callbacks]
+        usage = fal_usage(records, spans, fal_client=False)
+        usage["poll_interval_s"] = Settings.model_fields["fal_poll_interval_s"].default
+        usage["poll_max_interval_s"] = Settings.model_fields["fal_poll_max_interval_s"].default
+        return usage
 
     # --- phase 6: memory -------------------------------------------------------------------
 

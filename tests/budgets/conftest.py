@@ -54,6 +54,9 @@ class HeldCounter:
     held_bodies: list[list[bytes]] = field(default_factory=list)
     bodies: dict[str, bytes] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
+    # Scripted answers for the next submits: (status, body, headers), never forwarded.
+    refusals: list[tuple[int, dict[str, Any], dict[str, str]]] = field(default_factory=list)
+    submit_times: list[float] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def submits_containing(self, marker: str) -> list[tuple[str, bytes, str | None, int]]:
@@ -96,6 +99,7 @@ class HeldCounter:
             if self.revoked:
                 if is_submit:
                     with self._lock:
+                        self.submit_times.append(time.monotonic())
                         self.submits.append(
                             (path, body, request.query_params.get("fal_webhook"), 401)
                         )
@@ -106,6 +110,17 @@ class HeldCounter:
             if not is_submit:
                 with self._lock:
                     self.calls.append((request.method, path))
+            else:
+                with self._lock:
+                    refusal = self.refusals.pop(0) if self.refusals else None
+                if refusal is not None:
+                    status, answer, extra = refusal
+                    with self._lock:
+                        self.submit_times.append(time.monotonic())
+                        self.submits.append((path, body, None, status))
+                    return Response(
+                        json.dumps(answer), status, headers=extra, media_type="application/json"
+                    )
             headers = {
                 k: v
                 for k, v in request.headers.items()
@@ -123,6 +138,7 @@ class HeldCounter:
                 content = upstream.content
                 if is_submit:
                     with self._lock:
+                        self.submit_times.append(time.monotonic())
                         self.submits.append(
                             (
                                 path,

@@ -168,3 +168,29 @@ def test_poll_mode_runs_end_to_end_without_public_base_url(
     # The counter's own per-submit checks also GET status; only ours carry logs=1 (see fal.py).
     print(f"poll mode: status GETs per job {polls}")
     assert all(poll >= 1 for poll in polls)
+
+
+def test_a_429_is_retried_after_its_retry_after_and_shrinks_the_budget_meanwhile(
+    settings: Settings, counter: HeldCounter
+) -> None:
+    from redis import Redis
+
+    config = budget_settings(settings, counter, fal_max_in_flight=3)
+    counter.refusals.append((429, {"detail": "Too many requests"}, {"Retry-After": "2"}))
+    with stack(config) as http:
+        tag = uuid.uuid4().hex[:8]
+        job_ids = [create(http, f"{tag}-{i}") for i in range(3)]
+        wait_until(lambda: counter.submits and counter.submits[0][3] == 429, 20, "the 429")
+        with Redis.from_url(config.redis_url) as redis:
+            shrunk = redis.get(f"{config.redis_key_prefix}budget:shrunk")
+        assert shrunk is not None and int(shrunk) <= 2, shrunk
+        jobs = all_finished(http, job_ids, timeout_s=120)
+    assert {job["status"] for job in jobs} == {"completed"}
+    refused_body = counter.submits[0][1]
+    retried_at = [
+        at
+        for at, s in zip(counter.submit_times, counter.submits, strict=True)
+        if s[1] == refused_body
+    ]
+    assert len(retried_at) == 2
+    assert retried_at[1] - retried_at[0] >= 2.0, "Retry-After was not honoured"
