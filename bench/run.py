@@ -75,6 +75,7 @@ NEVER_FINISHES_S = 3600
 NOOP_QUEUE = "bench:noop"
 # Set, so that every job takes and keeps a lease (fakefal never finishes one); never binding.
 BENCH_MAX_IN_FLIGHT = 1_000_000
+BUDGET_ROUNDS = 2
 
 
 @dataclass(frozen=True)
@@ -543,15 +544,35 @@ class Bench:
         }
 
     def phase_budget(self) -> None:
-        """Dispatch with the budget in place vs one ARQ task per POST, both to the fake fal."""
-        count = self.plan.dispatch_jobs
+        """Dispatch with the budget in place vs one ARQ task per POST, both to the fake fal.
+
+        Alternating, BUDGET_ROUNDS times each; the best round of each side is its figure (as
+        intake's best concurrency is), every round is kept in the results.
+        """
+        rounds: dict[str, list[dict[str, Any]]] = {"vidhook": [], "ceiling": []}
+        for _ in range(BUDGET_ROUNDS):
+            rounds["ceiling"].append(self.budget_ceiling_round())
+            rounds["vidhook"].append(self.budget_vidhook_round())
+        best = {side: max(runs, key=lambda r: r["rate"]) for side, runs in rounds.items()}
+        self.results["budget"] = {
+            **best,
+            "rounds": {side: [r["rate"] for r in runs] for side, runs in rounds.items()},
+            "max_in_flight": BENCH_MAX_IN_FLIGHT,
+        }
+
+    def budget_ceiling_round(self) -> dict[str, Any]:
         fake = f"http://127.0.0.1:{self.fakefal_port}"
         uvloop.run(self.flush())
-        post_ids = uvloop.run(self.enqueue_posts(count))
+        post_ids = uvloop.run(self.enqueue_posts(self.plan.dispatch_jobs))
         env = {**self.vidhook_env(fake), "NOOP_QUEUE": NOOP_QUEUE, "NOOP_POST_URL": fake}
         self.stack.start("post-worker", ["bench.noop_worker"], env)
         ceiling = uvloop.run(self.drained(NOOP_QUEUE, post_ids, 120))
         self.stack.stop("post-worker")
+        return ceiling
+
+    def budget_vidhook_round(self) -> dict[str, Any]:
+        count = self.plan.dispatch_jobs
+        fake = f"http://127.0.0.1:{self.fakefal_port}"
         uvloop.run(self.flush())
         job_ids = uvloop.run(self.create_jobs(count, self.intake_body()))
         before = uvloop.run(self.redis_figures())
@@ -561,11 +582,7 @@ class Bench:
         after = uvloop.run(self.redis_figures())
         dispatch["leases_held"] = after["leases"]
         dispatch["evalsha_per_job"] = (after["evalsha"] - before["evalsha"]) / count
-        self.results["budget"] = {
-            "vidhook": dispatch,
-            "ceiling": ceiling,
-            "max_in_flight": BENCH_MAX_IN_FLIGHT,
-        }
+        return dispatch
 
     def simulator_submits(self, name: str) -> int:
         """Submits the simulator logged as accepted (its own log, read from outside)."""

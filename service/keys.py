@@ -72,7 +72,10 @@ class RedisKeys:
 
     @property
     def at_fal(self) -> str:
-        """Sorted set of jobs submitted to fal and not yet finished, by submit time (ms)."""
+        """Sorted set of jobs submitted to fal and not yet finished, by submit time (ms).
+
+        transition.lua adds to it (naming it from the prefix) on every move to submitted.
+        """
         return f"{self.prefix}atfal"
 
     @property

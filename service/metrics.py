@@ -106,7 +106,10 @@ def finished(endpoint: str, tenant: str, status: str, estimated_cost_usd: float 
 
 
 async def job_submitted(redis: Redis, keys: RedisKeys, job_id: str, at_ms: int) -> None:
-    """Count `job_id` as in flight at fal (the in-flight gauge is this set's size)."""
+    """Count `job_id` as in flight at fal (the in-flight gauge is this set's size).
+
+    The store's transition to `submitted` does this itself (transition.lua); this is for
+    callers outside a step."""
     await redis.zadd(keys.at_fal, {job_id: at_ms})
 
 

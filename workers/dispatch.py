@@ -165,9 +165,8 @@ async def record_acceptance(w: WorkerContext, job_id: str, receipt: SubmitReceip
         # In poll mode no webhook will come: the first poll is due soon.
         follow_ups=[reconcile_task(w, job_id, defer_s=first_check_s(w))],
     )
-    if moved.applied:
-        await metrics.job_submitted(w.store.redis, w.store.keys, job_id, now_ms())
-    else:
+    # Applied, the step itself counted the job in flight at fal (the `atfal` gauge).
+    if not moved.applied:
         # fal's webhook can beat its own submit answer here (a fast failure): keep the finished
         # state, but remember which request it was.
         await w.store.update_fields(job_id, accepted_fields)

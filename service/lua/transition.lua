@@ -58,6 +58,12 @@ if ARGV[2] ~= '' then
   redis.call('HSET', KEYS[1], 'status', ARGV[2], 'updated_at_ms', ARGV[3])
   event_id = append_event(KEYS[3], KEYS[4], ARGV[6], ARGV[5], job[2] or '', job[3] or '',
     job[4] or '', current, ARGV[2], ARGV[3], ARGV[4])
+  if ARGV[2] == 'submitted' then
+    -- The in-flight-at-fal gauge's set (metrics.py), in this step rather than a round trip of
+    -- its own; the job key is '<prefix>job:<id>', so the prefix is what precedes 'job:<id>'.
+    local prefix = string.sub(KEYS[1], 1, #KEYS[1] - #('job:' .. (job[2] or '')))
+    redis.call('ZADD', prefix .. 'atfal', ARGV[3], job[2] or '')
+  end
 end
 enqueue_follow_ups(KEYS[1], KEYS[5], follow_ups, 14, 7)
 if ARGV[12] ~= '' then
