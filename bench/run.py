@@ -22,7 +22,10 @@ Phases (each starts from what the one before left, in this order):
 5. fal calls per job: vidhook and fal-client's `subscribe` against a simulator with a
    scaled-down model delay, counted by the proxy.
 6. Redis memory per finished job, over the jobs phase 4 finished.
-7. long-poll: 1,000 concurrent `GET /v1/jobs/{id}?wait=60` on a fresh API process and Redis
+7. dispatch with the in-flight budget in place (FAL_MAX_IN_FLIGHT set, never binding) into the
+   zero-latency bench/fakefal.py, against the fair ceiling: an ARQ task that makes the one POST
+   a submit is, with the same httpx client settings, to the same fake fal.
+8. long-poll: 1,000 concurrent `GET /v1/jobs/{id}?wait=60` on a fresh API process and Redis
    (bench/longpoll.py, also `make bench-longpoll`), against clients polling every 0.5 s.
 """
 
@@ -72,6 +75,9 @@ CALLBACK_SECRET = "whsec_" + base64.b64encode(b"vidhook-bench-callback-secret-32
 # Long enough that no accepted request finishes (and renders) while submits are measured.
 NEVER_FINISHES_S = 3600
 NOOP_QUEUE = "bench:noop"
+# Set, so that every job takes and keeps a lease (fakefal never finishes one); never binding.
+BENCH_MAX_IN_FLIGHT = 1_000_000
+BUDGET_ROUNDS = 2
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,8 @@ class Bench:
             self.sim_dispatch_port,
             self.sim_latency_port,
             self.sim_calls_port,
-        ) = ports(7)
+            self.fakefal_port,
+        ) = ports(8)
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.ceiling_url = f"http://127.0.0.1:{self.ceiling_port}"
         self.peer_url = f"http://127.0.0.1:{self.peer_port}"
@@ -163,6 +170,7 @@ class Bench:
             "HOST": "127.0.0.1",
             "PORT": str(self.api_port),
             "LOG_LEVEL": "info",
+            "FAL_MAX_IN_FLIGHT": str(BENCH_MAX_IN_FLIGHT),
         }
 
     def simulator_env(self, port: int, delay_s: float, concurrency: int) -> dict[str, str]:
@@ -193,6 +201,7 @@ class Bench:
         peer_args += ["--proxy-port", str(self.proxy_port), "--seed", SIGNING_SEED]
         peer_args += ["--upstream", f"http://127.0.0.1:{self.sim_latency_port}"]
         self.stack.start("peer", peer_args, base)
+        self.stack.start("fakefal", ["bench.fakefal", "--port", str(self.fakefal_port)], base)
         self.stack.start("api", ["service.cli", "api"], self.vidhook_env(self.proxy_url))
         ceiling_env = {**base, "REDIS_URL": self.redis_url, "PORT": str(self.ceiling_port)}
         self.stack.start("ceiling", ["bench.ceiling"], {**ceiling_env, "LOG_LEVEL": "info"})
@@ -449,11 +458,17 @@ class Bench:
                 cpu_samples.append((time.time(), self.stack.cpu_seconds()))
                 # Tasks due now; each submit also leaves a reconcile task due much later.
                 due = await redis.zcount(queue, "-inf", int(time.time() * 1000))
-                if due == 0 and not await redis.keys("arq:in-progress:*"):
+                # The deadline sweep (a cron) may be running: it is not the work measured.
+                running = [
+                    key for key in await redis.keys("arq:in-progress:*") if b"sweep_jobs" not in key
+                ]
+                if due == 0 and not running:
                     break
                 await asyncio.sleep(0.05)
             else:
-                raise RuntimeError(f"{queue} was not drained in {timeout_s}s")
+                raise RuntimeError(
+                    f"{queue} was not drained in {timeout_s}s: {due} due, running {running[:5]}"
+                )
             async with redis.pipeline(transaction=False) as pipe:
                 for task_id in task_ids:
                     pipe.get(f"arq:result:{task_id}")
@@ -504,6 +519,72 @@ class Bench:
         self.stack.stop("worker-dispatch")
         dispatch["simulator_received"] = self.simulator_submits("sim-dispatch") - submits_before
         self.results["dispatch"] = {"vidhook": dispatch, "ceiling": noop}
+
+    async def enqueue_posts(self, count: int) -> list[str]:
+        pool = ConnectionPool.from_url(self.redis_url)
+        redis = ArqRedis(pool, job_serializer=tasks.serialize, job_deserializer=tasks.deserialize)
+        try:
+            ids = [f"post_{uuid.uuid4().hex}" for _ in range(count)]
+            for task_id in ids:
+                await redis.enqueue_job("post", task_id, _job_id=task_id, _queue_name=NOOP_QUEUE)
+        finally:
+            await redis.aclose()
+            await pool.aclose()
+        return ids
+
+    async def redis_figures(self) -> dict[str, int]:
+        """Lease count and Redis's command counters (the Lua steps are one EVALSHA each)."""
+        redis = Redis.from_url(self.redis_url)
+        try:
+            stats = await redis.info("commandstats")
+            leases = int(await redis.zcard("vh:inflight"))
+        finally:
+            await redis.aclose()
+        return {
+            "leases": leases,
+            "evalsha": int(stats.get("cmdstat_evalsha", {}).get("calls", 0)),
+        }
+
+    def phase_budget(self) -> None:
+        """Dispatch with the budget in place vs one ARQ task per POST, both to the fake fal.
+
+        Alternating, BUDGET_ROUNDS times each; the best round of each side is its figure (as
+        intake's best concurrency is), every round is kept in the results.
+        """
+        rounds: dict[str, list[dict[str, Any]]] = {"vidhook": [], "ceiling": []}
+        for _ in range(BUDGET_ROUNDS):
+            rounds["ceiling"].append(self.budget_ceiling_round())
+            rounds["vidhook"].append(self.budget_vidhook_round())
+        best = {side: max(runs, key=lambda r: r["rate"]) for side, runs in rounds.items()}
+        self.results["budget"] = {
+            **best,
+            "rounds": {side: [r["rate"] for r in runs] for side, runs in rounds.items()},
+            "max_in_flight": BENCH_MAX_IN_FLIGHT,
+        }
+
+    def budget_ceiling_round(self) -> dict[str, Any]:
+        fake = f"http://127.0.0.1:{self.fakefal_port}"
+        uvloop.run(self.flush())
+        post_ids = uvloop.run(self.enqueue_posts(self.plan.dispatch_jobs))
+        env = {**self.vidhook_env(fake), "NOOP_QUEUE": NOOP_QUEUE, "NOOP_POST_URL": fake}
+        self.stack.start("post-worker", ["bench.noop_worker"], env)
+        ceiling = uvloop.run(self.drained(NOOP_QUEUE, post_ids, 120))
+        self.stack.stop("post-worker")
+        return ceiling
+
+    def budget_vidhook_round(self) -> dict[str, Any]:
+        count = self.plan.dispatch_jobs
+        fake = f"http://127.0.0.1:{self.fakefal_port}"
+        uvloop.run(self.flush())
+        job_ids = uvloop.run(self.create_jobs(count, self.intake_body()))
+        before = uvloop.run(self.redis_figures())
+        self.stack.start("worker-budget", ["service.cli", "worker"], self.vidhook_env(fake))
+        dispatch = uvloop.run(self.drained("vidhook:queue", job_ids, 180))
+        self.stack.stop("worker-budget")
+        after = uvloop.run(self.redis_figures())
+        dispatch["leases_held"] = after["leases"]
+        dispatch["evalsha_per_job"] = (after["evalsha"] - before["evalsha"]) / count
+        return dispatch
 
     def simulator_submits(self, name: str) -> int:
         """Submits the simulator logged as accepted (its own log, read from outside)."""
@@ -637,7 +718,26 @@ class Bench:
             "model_delay_s": plan.calls_model_delay_s,
             "vidhook": fal_usage(records, vidhook_spans, fal_client=False),
             "fal_client": fal_usage(records, fal_spans, fal_client=True),
+            "vidhook_poll_mode": self.poll_mode_calls(body),
         }
+
+    def poll_mode_calls(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The same jobs with a worker in poll mode (no PUBLIC_BASE_URL): its status polls."""
+        env = {k: v for k, v in self.vidhook_env(self.proxy_url).items() if k != "PUBLIC_BASE_URL"}
+        self.stack.start("worker-poll", ["service.cli", "worker"], env)
+        time.sleep(1.5)
+        self.peer("/_peer/reset", {})
+        raw = json.dumps({**body, "callback_url": f"{self.peer_url}/callbacks/poll"}).encode()
+        sent = uvloop.run(self.paced_jobs(50.0, self.plan.calls_jobs, raw))
+        intake_sent = {json.loads(s.body)["id"]: s.sent_at for s in sent if s.status == 202}
+        records = self.wait_callbacks(set(intake_sent), 180)
+        self.stack.stop("worker-poll")
+        callbacks = {job: at for at, job in records["callbacks"]}
+        spans = [(intake_sent[j], callbacks[j]) for j in intake_sent if j in callbacks]
+        usage = fal_usage(records, spans, fal_client=False)
+        usage["poll_interval_s"] = Settings.model_fields["fal_poll_interval_s"].default
+        usage["poll_max_interval_s"] = Settings.model_fields["fal_poll_max_interval_s"].default
+        return usage
 
     # --- phase 6: memory -------------------------------------------------------------------
 
@@ -722,6 +822,7 @@ class Bench:
             "dispatch": self.phase_dispatch,
             "latency": self.phase_latency,
             "calls": self.phase_calls,
+            "budget": self.phase_budget,
             "longpoll": self.phase_longpoll,
         }
         try:
@@ -868,7 +969,7 @@ def main() -> None:
     parser.add_argument(
         "--phases",
         default="",
-        help="comma-separated subset of intake,webhooks,dispatch,latency,calls,longpoll "
+        help="comma-separated subset of intake,webhooks,dispatch,latency,calls,budget,longpoll "
         "(webhooks needs intake); prints the raw figures instead of the table",
     )
     parser.add_argument(

@@ -44,6 +44,7 @@ from service.routes.job_input import get_job_input
 from service.routes.jobs import cancel, create_job, get_job, list_jobs
 from service.routes.metrics import metrics_page
 from service.routes.stats import read_stats
+from service.routes.usage import read_usage
 from service.settings import Settings
 from service.store import JobStore
 from service.streams import TenantFeeds
@@ -96,6 +97,7 @@ def create_app(settings: Settings) -> Starlette:
                 job_retention_s=settings.job_retention_s,
                 event_stream_maxlen=settings.event_stream_maxlen,
                 job_deadline_s=settings.job_deadline_s,
+                budget=settings.budget,
             ),
             verifier=FalWebhookVerifier(jwks, tolerance_s=settings.fal_webhook_tolerance_s),
             prices=settings.price_table(),
@@ -138,6 +140,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/v1/events", tenant_events, methods=["GET"]),
         Route("/v1/jobs/{job_id}/input", get_job_input, methods=["GET"]),
         Route("/v1/stats", read_stats, methods=["GET"]),
+        Route("/v1/usage", read_usage, methods=["GET"]),
         Route("/v1/fal/webhooks/{job_id}", receive_fal_webhook, methods=["POST"]),
         Route("/v1/endpoints", list_endpoints, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),

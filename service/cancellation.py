@@ -61,7 +61,10 @@ async def cancel_job(ctx: ApiContext, tenant: str, job_id: str) -> Cancelled:
             follow_ups=[keep_input_task(job_id)],
             # Only while no worker has claimed the submit: once claimed, fal must be asked.
             guard=("status", JobStatus.QUEUED.value),
+            # Never at fal: its lease (if admitted) and place in line are given back, and
+            # its estimated spend refunded, in this same step.
             finished=True,
+            refund=True,
         )
         if moved.applied:
             await metrics.job_finished(ctx.redis, ctx.store.keys, job_id, JobStatus.CANCELLED)

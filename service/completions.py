@@ -130,8 +130,12 @@ async def finish_job(
     *,
     source: str,
     mirror_outputs: bool = False,
+    refund: bool = False,
 ) -> Moved:
     """Move an active job to completed or failed from fal's outcome, at most once.
+
+    The terminal step gives the job's in-flight lease back (and admits the next parked
+    job); `refund`, for a job fal never took, also takes back its counted spend.
 
     `source` (webhook, result, status, submit, dispatch) is the event's reason. An outcome
     without its result moves the job to in_progress and enqueues the fetch instead. The
@@ -185,6 +189,7 @@ async def finish_job(
             "fal_request_id": outcome.request_id,
         },
         finished=True,
+        refund=refund,
     )
     if moved.applied:
         tenant = await metrics.job_finished(store.redis, store.keys, job_id, status.value)

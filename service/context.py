@@ -9,6 +9,7 @@ import httpx
 from redis.asyncio import Redis
 
 from service.apikeys import ApiKeyStore
+from service.budgets import Budgets
 from service.deliveries import Deliveries
 from service.fal import FalQueueClient
 from service.fal_webhooks import FalWebhookVerifier, JwksCache
@@ -42,6 +43,7 @@ class ApiContext:
     index: JobIndex = field(init=False)
     stats: Stats = field(init=False)
     deliveries: Deliveries = field(init=False)
+    budgets: Budgets = field(init=False)
 
     def __post_init__(self) -> None:
         # Looked up by digest so that the dict lookup's timing says nothing about real keys.
@@ -60,6 +62,7 @@ class ApiContext:
             schedule_s=self.settings.callback_schedule_s,
             retention_s=self.settings.job_retention_s,
         )
+        self.budgets = Budgets(self.redis, self.store.keys, self.settings.budget)
 
 
 def key_digest(api_key: str) -> bytes:

@@ -11,6 +11,7 @@ DomainError
  ├── JobAlreadyFinished    the job (or fal's request) has already ended; nothing to cancel
  ├── NothingToRedeliver    the job has no callback delivery that could be sent again
  ├── UpstreamUnavailable   fal could not be asked (cancel), try again later
+ ├── SpendCapExceeded      the job would take its tenant past a daily or monthly spend cap
  └── MediaStoreUnavailable a file could not be stored (large data URIs), try again later
 """
 
@@ -64,3 +65,20 @@ class UpstreamUnavailable(DomainError):
 
 class MediaStoreUnavailable(DomainError):
     """The media store refused a file the request needed stored; no job was recorded."""
+
+
+class SpendCapExceeded(DomainError):
+    """The job's estimated cost would take its tenant past a spend cap (TENANT_LIMITS)."""
+
+    def __init__(
+        self, period: str, spent_usd: float, cap_usd: float, cost_usd: float, resets_at: str
+    ) -> None:
+        self.period = period
+        self.spent_usd = spent_usd
+        self.cap_usd = cap_usd
+        self.cost_usd = cost_usd
+        self.resets_at = resets_at
+        super().__init__(
+            f"This job's estimated cost (${cost_usd:.2f}) would take the {period} spend "
+            f"(${spent_usd:.2f} of ${cap_usd:.2f}) past its cap; it resets at {resets_at}."
+        )

@@ -43,6 +43,7 @@ from service.domain_errors import (
     MediaStoreUnavailable,
     NothingToRedeliver,
     RequestRejected,
+    SpendCapExceeded,
     UpstreamUnavailable,
 )
 
@@ -82,6 +83,11 @@ PROBLEM_SCHEMA: dict[str, Any] = {
             "items": {"$ref": "#/components/schemas/FieldError"},
         },
         "job_id": {"type": "string", "description": "The job an Idempotency-Key points at (409)."},
+        "period": {"enum": ["daily", "monthly"], "description": "The spend cap reached (402)."},
+        "spent_usd": {"type": "number", "description": "Spend counted in that period (402)."},
+        "cap_usd": {"type": "number", "description": "The cap (402)."},
+        "estimated_cost_usd": {"type": "number", "description": "The refused job's (402)."},
+        "resets_at": {"type": "string", "format": "date-time", "description": "Period end."},
     },
 }
 
@@ -175,6 +181,14 @@ class InvalidRequest(ApiError):
         super().__init__(detail, errors=list(errors))
 
 
+class SpendCapReached(ApiError):
+    # 402, not 429: clients (fal's among them) retry a 429 by themselves within seconds, and a
+    # daily or monthly cap does not lift that soon.
+    status_code = 402
+    slug = "spend-cap-exceeded"
+    title = "The tenant's spend cap would be exceeded"
+
+
 class BadGateway(ApiError):
     status_code = 502
     slug = "bad-gateway"
@@ -206,6 +220,15 @@ def api_error_for(exc: DomainError) -> ApiError:
         return BadGateway(str(exc))
     if isinstance(exc, MediaStoreUnavailable):
         return StorageUnavailable(str(exc))
+    if isinstance(exc, SpendCapExceeded):
+        return SpendCapReached(
+            str(exc),
+            period=exc.period,
+            spent_usd=exc.spent_usd,
+            cap_usd=exc.cap_usd,
+            estimated_cost_usd=exc.cost_usd,
+            resets_at=exc.resets_at,
+        )
     return ApiError(str(exc))
 
 

@@ -51,6 +51,9 @@ class FalAmbiguous(FalError):
     """The request may or may not have been accepted: resending might pay twice."""
 
 
+# fal refusing our key (bad key, billing lock): no request can succeed until that changes.
+AUTH_REFUSALS = frozenset({401, 403})
+
 # Submit answers that say no request was created: rate limiting (429, also the documented
 # answer to fal_max_queue_length), "unavailable" (503: fal's retry layer and ingress answer it
 # before queueing) and auth. Other 5xx may come after the request was stored.
@@ -132,16 +135,19 @@ class FalQueueClient:
         self._status_deadline_s = status_timeout_s
         self._status_timeout = httpx.Timeout(status_timeout_s)
 
-    async def submit(self, endpoint: str, fal_input: bytes, *, webhook_url: str) -> SubmitReceipt:
+    async def submit(
+        self, endpoint: str, fal_input: bytes, *, webhook_url: str | None
+    ) -> SubmitReceipt:
         """POST the input to `{queue}/{endpoint}?fal_webhook=…`; raises a FalError on failure.
 
-        Takes at most `submit_timeout_s` in all.
+        Without `webhook_url` (poll mode) the submit carries no `fal_webhook`. Takes at most
+        `submit_timeout_s` in all.
         """
         try:
             async with asyncio.timeout(self._submit_deadline_s):
                 response = await self._client.post(
                     f"{self._base}/{endpoint}",
-                    params={"fal_webhook": webhook_url},
+                    params={"fal_webhook": webhook_url} if webhook_url else None,
                     content=fal_input,
                     headers={**self._headers, "Content-Type": "application/json"},
                     timeout=self._submit_timeout,

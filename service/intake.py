@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from service import metrics, plainjson
+from service.budgets import OverSpendCap, resets_at
 from service.context import ApiContext
 from service.domain_errors import (
     IdempotencyKeyReused,
     JobNotFound,
     MediaStoreUnavailable,
     RequestRejected,
+    SpendCapExceeded,
 )
 from service.jobs import CallbackFormat, Job, dispatch_task_id
 from service.media import MediaError, store_large_data_uris
@@ -59,6 +61,7 @@ async def accept_job(
         IdempotencyKeyReused: the tenant used the key for a different body.
         JobNotFound: the key's earlier job is past its retention.
         MediaStoreUnavailable: a large data URI could not be stored.
+        SpendCapExceeded: the job's estimated cost would pass the tenant's spend cap.
     """
     job_request = _checked(ctx, body, idempotency_key)
     try:
@@ -94,14 +97,30 @@ async def accept_job(
     if idempotency_key:
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
         fingerprint = hashlib.sha256(canonical).hexdigest()
-    outcome, stored_id = await ctx.store.create(
-        job.id,
-        tenant,
-        job.to_new_hash(),
-        Task(dispatch_task_id(job.id), "dispatch_job", (job.id,)),
-        idempotency_key=idempotency_key,
-        fingerprint=fingerprint,
+    # Counted against the tenant's caps in the create step itself (service/budgets.py).
+    spend, spend_fields = ctx.settings.budget.spend_argument(
+        ctx.store.keys, tenant, job.estimated_cost_usd, job.created_at_ms
     )
+    try:
+        outcome, stored_id = await ctx.store.create(
+            job.id,
+            tenant,
+            {**job.to_new_hash(), **spend_fields},
+            Task(dispatch_task_id(job.id), "dispatch_job", (job.id,)),
+            idempotency_key=idempotency_key,
+            fingerprint=fingerprint,
+            gated=True,
+            spend=spend,
+        )
+    except OverSpendCap as exc:
+        metrics.SPEND_CAP_REFUSALS.labels(tenant, exc.period).inc()
+        raise SpendCapExceeded(
+            exc.period,
+            exc.spent_usd,
+            exc.cap_usd,
+            job.estimated_cost_usd or 0.0,
+            resets_at(exc.period, job.created_at_ms),
+        ) from exc
     if outcome is CreateOutcome.KEY_REUSED:
         raise IdempotencyKeyReused(stored_id)
     if outcome is CreateOutcome.REPLAYED:

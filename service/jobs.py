@@ -46,8 +46,10 @@ TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = MappingProxyType(
         # submitting -> submitting is a new submit attempt (a retry after fal was unreachable,
         # or a resubmit after an unclear submit's grace period): it may be billed, so it is
         # an event of its own. fal's webhook can beat its own submit answer, hence -> in_progress.
+        # submitting -> queued: fal refused our key (401/403), nothing was created, and
+        # dispatch paused for everyone; the job waits in line again (service/budgets.py).
         JobStatus.SUBMITTING: frozenset(
-            {JobStatus.SUBMITTING, JobStatus.SUBMITTED, JobStatus.IN_PROGRESS}
+            {JobStatus.QUEUED, JobStatus.SUBMITTING, JobStatus.SUBMITTED, JobStatus.IN_PROGRESS}
         )
         | TERMINAL_STATUSES,
         JobStatus.SUBMITTED: frozenset({JobStatus.IN_PROGRESS}) | TERMINAL_STATUSES,
@@ -200,6 +202,8 @@ class Job:
     # The callback event types the client asked for (CALLBACK_EVENT_TYPES), stored
     # space-separated in `callback_events`, which the transition step reads.
     callback_events: tuple[str, ...] = DEFAULT_CALLBACK_EVENTS
+    # Queued and waiting in its tenant's line for an in-flight slot (service/budgets.py).
+    parked: bool = False
 
     @classmethod
     def queued(
@@ -309,6 +313,7 @@ class Job:
             # Jobs recorded before event selection existed had the terminal ones.
             callback_events=tuple((text("callback_events") or "").split())
             or DEFAULT_CALLBACK_EVENTS,
+            parked=fields.get("parked") == "1",
         )
 
     def to_resource(self) -> dict[str, Any]:

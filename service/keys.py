@@ -72,7 +72,10 @@ class RedisKeys:
 
     @property
     def at_fal(self) -> str:
-        """Sorted set of jobs submitted to fal and not yet finished, by submit time (ms)."""
+        """Sorted set of jobs submitted to fal and not yet finished, by submit time (ms).
+
+        transition.lua adds to it (naming it from the prefix) on every move to submitted.
+        """
         return f"{self.prefix}atfal"
 
     # Callback deliveries (service/deliveries.py): one per job and event type.
@@ -99,8 +102,37 @@ class RedisKeys:
 
     @property
     def dispatch_paused(self) -> str:
-        """Present while an operator has paused dispatch to fal."""
+        """Present while dispatch to fal is paused (fal refused our key): JSON, the reason."""
         return f"{self.prefix}dispatch:paused"
+
+    # The budget's keys; service/lua/budget.lua builds the same names from the prefix (it
+    # cannot be handed keys of tenants and jobs it only finds while running).
+    @property
+    def inflight(self) -> str:
+        """Sorted set of fal in-flight leases: job id -> lease expiry ms."""
+        return f"{self.prefix}inflight"
+
+    def inflight_of(self, tenant: str) -> str:
+        """One tenant's leases (its max_in_flight)."""
+        return f"{self.prefix}inflight:{tenant}"
+
+    def ready_of(self, tenant: str) -> str:
+        """List of a tenant's queued jobs waiting for a slot, first in line first."""
+        return f"{self.prefix}ready:{tenant}"
+
+    @property
+    def ready_ring(self) -> str:
+        """List of the tenants with jobs waiting, in turn order (deficit round robin)."""
+        return f"{self.prefix}ready"
+
+    @property
+    def budget_shrunk(self) -> str:
+        """A lower global budget while fal asked us to slow down (429); expires by itself."""
+        return f"{self.prefix}budget:shrunk"
+
+    def spend(self, tenant: str, period: str) -> str:
+        """A tenant's estimated spend (micro-USD) in a UTC day (YYYY-MM-DD) or month (YYYY-MM)."""
+        return f"{self.prefix}spend:{tenant}:{period}"
 
     def api_key(self, key_digest_hex: str) -> str:
         """Hash of an API key created with `vidhook keys create`, by the key's SHA-256."""

@@ -96,7 +96,7 @@ async def open_media_store(settings: Settings) -> AsyncIterator[MediaStore]:
     if not settings.media_s3_bucket:
         yield LocalMediaStore(
             settings.media_local_dir.resolve(),
-            base_url=str(settings.public_base_url),
+            base_url=settings.api_base_url,
             tokens=settings.media_tokens,
         )
         return

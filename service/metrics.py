@@ -44,6 +44,15 @@ JOBS_FINISHED = Counter(
     "Jobs that reached a terminal state",
     ["endpoint", "tenant", "status"],
 )
+SPEND_CAP_REFUSALS = Counter(
+    "vidhook_spend_cap_refusals_total",
+    "Jobs refused at intake because they would pass a tenant's spend cap",
+    ["tenant", "period"],
+)
+DISPATCH_PAUSES = Counter(
+    "vidhook_dispatch_pauses_total",
+    "Times dispatch paused for everyone because fal refused our key (401/403)",
+)
 SPEND = Counter(
     "vidhook_estimated_spend_usd_total",
     "Estimated fal spend of completed jobs, from the price table",
@@ -97,7 +106,10 @@ def finished(endpoint: str, tenant: str, status: str, estimated_cost_usd: float 
 
 
 async def job_submitted(redis: Redis, keys: RedisKeys, job_id: str, at_ms: int) -> None:
-    """Count `job_id` as in flight at fal (the in-flight gauge is this set's size)."""
+    """Count `job_id` as in flight at fal (the in-flight gauge is this set's size).
+
+    The store's transition to `submitted` does this itself (transition.lua); this is for
+    callers outside a step."""
     await redis.zadd(keys.at_fal, {job_id: at_ms})
 
 
@@ -136,7 +148,9 @@ async def system_gauges(redis: Redis, keys: RedisKeys) -> dict[str, tuple[str, f
         pipe.zrange(keys.queue, 0, 0, withscores=True)
         pipe.zcard(keys.queue)
         pipe.zcard(keys.at_fal)
-        due, oldest, total, at_fal = await pipe.execute()
+        pipe.zcard(keys.inflight)
+        pipe.exists(keys.dispatch_paused)
+        due, oldest, total, at_fal, leases, paused = await pipe.execute()
     oldest_age_s = (now_ms - oldest[0][1]) / 1000 if oldest and oldest[0][1] <= now_ms else 0.0
     return {
         "vidhook_queue_due_tasks": ("ARQ tasks due to run now (backlog)", float(due)),
@@ -146,6 +160,11 @@ async def system_gauges(redis: Redis, keys: RedisKeys) -> dict[str, tuple[str, f
             oldest_age_s,
         ),
         "vidhook_jobs_in_flight_at_fal": ("Jobs submitted to fal and not finished", float(at_fal)),
+        "vidhook_fal_leases": (
+            "In-flight slots held (FAL_MAX_IN_FLIGHT bounds them)",
+            float(leases),
+        ),
+        "vidhook_dispatch_paused": ("1 while fal refuses our key (401/403)", float(paused)),
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from service.budgets import USAGE_SCHEMA
 from service.catalog import ENDPOINTS, JSON_SCHEMA_DIALECT, input_json_schema, schema_name
 from service.deliveries import DELIVERY_SCHEMA
 from service.errors import FIELD_ERROR_SCHEMA, PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA
@@ -37,6 +38,10 @@ def _problems(*codes: int) -> dict[str, Any]:
         401: "Missing or unknown API key.",
         404: "No such resource for this tenant.",
         409: "Idempotency-Key reused for a different request, or the job already ended.",
+        402: "The job's estimated cost would take the tenant past a daily or monthly spend "
+        "cap (TENANT_LIMITS); type `https://vidhook.dev/problems/spend-cap-exceeded`, with "
+        "`period`, `spent_usd`, `cap_usd`, `estimated_cost_usd` and `resets_at`. Nothing was "
+        "recorded and nothing reaches fal.",
         413: "The body (or the file in it) is larger than the limit.",
         415: "The body is not of a media type this operation accepts.",
         422: "The request is not valid; every problem is listed.",
@@ -134,6 +139,7 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
         File=FILE_SCHEMA,
         Problem=PROBLEM_SCHEMA,
         Stats=STATS_SCHEMA,
+        Usage=USAGE_SCHEMA,
         JobInput={
             "type": "object",
             "required": ["object", "id", "endpoint", "input", "kept"],
@@ -251,7 +257,7 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                             "description": "An Idempotency-Key replay, or a job that finished "
                             "within `Prefer: wait`.",
                         },
-                        **_problems(400, 401, 409, 413, 415, 422, 503),
+                        **_problems(400, 401, 402, 409, 413, 415, 422, 503),
                     },
                 },
                 "get": {
@@ -550,6 +556,19 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/usage": {
+                "get": {
+                    "operationId": "getUsage",
+                    "summary": "The tenant's estimated spend today and this month, and its limits",
+                    "description": "UTC day and month. A job counts at intake (its "
+                    "estimated_cost_usd, atomically with its creation); one that never reached "
+                    "fal (cancelled while queued, refused by fal at submit) is refunded.",
+                    "responses": {
+                        "200": _json(_ref("Usage"), "Spend and limits."),
+                        **_problems(401),
+                    },
+                }
+            },
             "/dashboard": {
                 "get": {
                     "operationId": "dashboard",
@@ -658,6 +677,9 @@ def build_openapi(*, passthrough: bool) -> dict[str, Any]:
                 "get": {
                     "operationId": "ready",
                     "summary": "Readiness: Redis answers and fal's webhook keys are loaded",
+                    "description": "`checks.dispatch` is `paused` while fal refuses our key "
+                    "(401/403); `dispatch_paused` then says why and since when. A pause does "
+                    "not make the API unready: intake and webhooks go on, jobs wait queued.",
                     "security": public,
                     "responses": {
                         "200": _json({"type": "object"}, "Ready."),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -13,6 +14,7 @@ from typing import Annotated
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.budgets import BudgetConfig, parse_tenant_limits
 from service.callbacks import decode_signing_secret
 from service.catalog import completion_s
 from service.fal_webhooks import WebhookTokens
@@ -58,8 +60,10 @@ class Settings(BaseSettings):
         description="Your fal user id: when set, webhooks fal signed for other users are refused",
     )
 
-    public_base_url: AnyHttpUrl = Field(
-        description="How fal reaches this service's webhook receiver"
+    public_base_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="How fal reaches this service's webhook receiver; unset: poll mode (no "
+        "webhooks, each request is followed by polling fal's status URL)",
     )
 
     api_keys: Annotated[str, NoDecode] = Field(
@@ -146,6 +150,22 @@ class Settings(BaseSettings):
     # Room for the largest valid request: reference-to-video with 3 x 8 MiB data URIs (~34 MB).
     max_request_bytes: int = 40 * 1024 * 1024
     max_webhook_bytes: int = 4 * 1024 * 1024
+
+    # Spend control (service/budgets.py).
+    fal_max_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most requests fal holds for us at once (submitted, not finished); "
+        "unset: unlimited",
+    )
+    tenant_limits: str | None = Field(
+        default=None,
+        description='JSON per tenant: `{"acme": {"max_in_flight": 5, "weight": 2, '
+        '"daily_usd": 50, "monthly_usd": 1000}}` (see README, spend control)',
+    )
+    fal_pause_probe_s: float = Field(default=30.0, gt=0)
+    fal_poll_interval_s: float = Field(default=5.0, gt=0)
+    fal_poll_max_interval_s: float = Field(default=60.0, gt=0)
 
     dispatch_max_tries: int = 8
     retry_base_delay_s: float = 2.0
@@ -264,6 +284,18 @@ class Settings(BaseSettings):
         PriceTable.from_overrides(value)  # raises ValueError naming the bad entry
         return value
 
+    @field_validator("tenant_limits")
+    @classmethod
+    def _tenant_limits_parse(cls, value: str | None) -> str | None:
+        parse_tenant_limits(value)  # raises ValueError naming the bad entry
+        return value
+
+    @model_validator(mode="after")
+    def _poll_bounds(self) -> Settings:
+        if self.fal_poll_interval_s > self.fal_poll_max_interval_s:
+            raise ValueError("FAL_POLL_INTERVAL_S must not exceed FAL_POLL_MAX_INTERVAL_S")
+        return self
+
     @model_validator(mode="after")
     def _retry_bounds(self) -> Settings:
         if self.retry_base_delay_s > self.retry_max_delay_s:
@@ -315,6 +347,23 @@ class Settings(BaseSettings):
     def dashboard_media_origin_list(self) -> tuple[str, ...]:
         return tuple(part for part in self.dashboard_media_origins.replace(",", " ").split())
 
+    @property
+    def budget(self) -> BudgetConfig:
+        # Not a cached_property: model_copy() would carry a stale one into a changed copy.
+        return _budget_config(self.fal_max_in_flight, self.tenant_limits, self.job_deadline_s)
+
+    @property
+    def poll_mode(self) -> bool:
+        """No PUBLIC_BASE_URL: fal cannot call us, so every request is followed by polling."""
+        return self.public_base_url is None
+
+    @property
+    def api_base_url(self) -> str:
+        """This API's own URL: PUBLIC_BASE_URL, or where it listens (poll mode, a laptop)."""
+        if self.public_base_url is not None:
+            return str(self.public_base_url).rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
     def price_table(self) -> PriceTable:
         return PriceTable.from_overrides(self.price_overrides)
 
@@ -337,10 +386,26 @@ class Settings(BaseSettings):
             hmac.new(secret, b"vidhook media url token v1", hashlib.sha256).digest()
         )
 
-    def fal_webhook_url(self, job_id: str) -> str:
-        """The receiver URL fal calls for one job: it names the job and carries its token."""
+    def fal_webhook_url(self, job_id: str) -> str | None:
+        """The receiver URL fal calls for one job: it names the job and carries its token.
+
+        None in poll mode (no PUBLIC_BASE_URL): the submit carries no `fal_webhook`.
+        """
+        if self.public_base_url is None:
+            return None
         base = str(self.public_base_url).rstrip("/")
         return f"{base}/v1/fal/webhooks/{job_id}?token={self.webhook_tokens.token(job_id)}"
+
+
+@functools.lru_cache(maxsize=16)
+def _budget_config(
+    max_in_flight: int | None, tenant_limits: str | None, job_deadline_s: int
+) -> BudgetConfig:
+    return BudgetConfig(
+        max_in_flight=max_in_flight,
+        tenants=parse_tenant_limits(tenant_limits),
+        job_deadline_s=job_deadline_s,
+    )
 
 
 def _parse_api_keys(value: str) -> dict[str, str]:

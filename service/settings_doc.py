@@ -26,6 +26,11 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 # Descriptions of the fields that carry none in settings.py.
 NOTES: dict[str, str] = {
+    "fal_pause_probe_s": "while dispatch is paused (fal answered 401/403), how often a probe "
+    "asks fal for a request id that cannot exist (nothing billable); 404 resumes dispatch",
+    "fal_poll_interval_s": "poll mode (no PUBLIC_BASE_URL): the first status poll after a "
+    "submit, growing x1.5 per poll",
+    "fal_poll_max_interval_s": "poll mode: the longest wait between two status polls of a request",
     "wait_max_s": "longest `?wait=` / `Prefer: wait` actually waited (lower it behind a "
     "proxy with a shorter idle timeout)",
     "sse_heartbeat_s": "seconds between SSE heartbeat comments",
@@ -118,6 +123,11 @@ DEV_DEFAULTS: dict[str, str] = {
 }
 
 SIMULATOR_NOTES: dict[str, str] = {
+    "fal_pause_probe_s": "while dispatch is paused (fal answered 401/403), how often a probe "
+    "asks fal for a request id that cannot exist (nothing billable); 404 resumes dispatch",
+    "fal_poll_interval_s": "poll mode (no PUBLIC_BASE_URL): the first status poll after a "
+    "submit, growing x1.5 per poll",
+    "fal_poll_max_interval_s": "poll mode: the longest wait between two status polls of a request",
     "host": "simulator listen address",
     "port": "simulator listen port",
     "signing_keys": "comma-separated hex Ed25519 seeds for its webhook signatures (random)",

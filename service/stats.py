@@ -208,7 +208,41 @@ STATS_SCHEMA: dict[str, Any] = {
         "in_flight": {
             "type": "object",
             "description": "Jobs submitting to or running at fal, and the budget (null: none).",
-            "properties": {"count": _COUNT, "budget": {"type": ["integer", "null"]}},
+            "properties": {
+                "count": _COUNT,
+                "budget": {"type": ["integer", "null"]},
+                "leases": {
+                    **_COUNT,
+                    "description": "In-flight slots held (FAL_MAX_IN_FLIGHT counts these).",
+                },
+            },
+        },
+        "spend": {
+            "type": "object",
+            "description": "Estimated spend today and this month (UTC) against each tenant's "
+            "caps: the caller's tenant, or (operator keys) every tenant seen or configured.",
+            "properties": {
+                "data": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "tenant": {"type": "string"},
+                            "spend_today_usd": {"type": "number"},
+                            "daily_cap_usd": {"type": ["number", "null"]},
+                            "spend_month_usd": {"type": "number"},
+                            "monthly_cap_usd": {"type": ["number", "null"]},
+                            "in_flight": _COUNT,
+                            "max_in_flight": {"type": ["integer", "null"]},
+                        },
+                    },
+                }
+            },
+        },
+        "dispatch": {
+            "type": "object",
+            "description": "Whether dispatch is paused (fal refused our key), and why.",
+            "properties": {"paused": {"type": ["object", "null"]}},
         },
         "queue": {
             "type": "object",

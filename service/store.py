@@ -20,6 +20,7 @@ from arq.constants import expires_extra_ms
 from redis.asyncio import Redis
 
 from service import deliveries
+from service.budgets import BudgetConfig, OverSpendCap
 from service.events import EventLog
 from service.jobs import REVISIONS, VIDHOOK_ORIGIN, Job, JobStatus, sources_of
 from service.keys import RedisKeys
@@ -40,7 +41,12 @@ def _lua(name: str) -> str:
 
 def _step_script(name: str) -> str:
     # A Redis script cannot call another: the shared functions go in front of each script.
-    return _lua("step.lua") + "\n" + _lua(name)
+    return budget_script(name)
+
+
+def budget_script(name: str) -> str:
+    """A script with the shared step and budget functions in front of it."""
+    return _lua("step.lua") + "\n" + _lua("budget.lua") + "\n" + _lua(name)
 
 
 class CreateOutcome(Enum):
@@ -61,6 +67,8 @@ class SubmitClaim:
     claimed: bool
     status: JobStatus | None = None
     unclear: bool = False
+    # 'waiting' (no slot: parked in its tenant's line) or 'paused' (dispatch is paused).
+    waiting: str | None = None
     endpoint: str = ""
     input_json: bytes = b""
 
@@ -86,9 +94,14 @@ class JobStore:
         job_retention_s: int,
         event_stream_maxlen: int = 100_000,
         job_deadline_s: int = 6 * 3600,
+        budget: BudgetConfig | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
+        # With a budget, intake parks jobs and admits them through it, terminal steps give
+        # their lease back, and dispatch claims only with a lease (service/budgets.py).
+        self.budget = budget
+        self.budget_cfg = budget.lua_config(keys) if budget is not None else ""
         self.job_retention_s = job_retention_s
         self.job_deadline_s = job_deadline_s
         self.event_stream_maxlen = event_stream_maxlen
@@ -101,6 +114,7 @@ class JobStore:
         self._transition = redis.register_script(_step_script("transition.lua"))
         self._claim_submit = redis.register_script(_step_script("claim_submit.lua"))
         self._ensure_task = redis.register_script(_step_script("ensure_task.lua"))
+        self._requeue = redis.register_script(_step_script("requeue.lua"))
 
     async def create(
         self,
@@ -112,10 +126,18 @@ class JobStore:
         idempotency_key: str | None = None,
         fingerprint: str = "",
         idempotency_ttl_s: int = 86_400,
+        gated: bool = False,
+        spend: str = "",
     ) -> tuple[CreateOutcome, str]:
         """Record a job, its first event ('' -> queued) and its dispatch task, atomically.
 
-        Returns the outcome and the job's id.
+        Returns the outcome and the job's id. `gated` (with a budget): the job joins its
+        tenant's line instead, and whoever may go now is admitted (the dispatch task is
+        enqueued by admission). `spend` (BudgetConfig.spend_argument) is checked against the
+        tenant's caps and counted in the same step.
+
+        Raises:
+            OverSpendCap: the job would take its tenant past a spend cap; nothing was written.
 
         With an idempotency key already used by this tenant, nothing is written: the outcome
         says whether the earlier request was the same one (REPLAYED) or not (KEY_REUSED).
@@ -157,10 +179,14 @@ class JobStore:
             # An active job outlives its deadline by the retention at most, even if every
             # step meant to end it were lost.
             self.job_deadline_s + self.job_retention_s,
+            self.budget_cfg if gated else "",
+            spend,
             *large,
         ]
-        code, existing_id = await self._create(keys=keys, args=args)
-        return CreateOutcome(int(code)), existing_id.decode()
+        reply = await self._create(keys=keys, args=args)
+        if int(reply[0]) == 3:
+            raise OverSpendCap(reply[1].decode(), int(reply[2]), int(reply[3]))
+        return CreateOutcome(int(reply[0])), reply[1].decode()
 
     async def get(self, job_id: str) -> Job | None:
         raw = await self.redis.hgetall(self.keys.job(job_id))  # type: ignore[misc]
@@ -183,6 +209,7 @@ class JobStore:
         refused_event: Mapping[str, Any] | None = None,
         finished: bool = False,
         deliver: bool = True,
+        refund: bool = False,
     ) -> Moved:
         """Move the job to `to` if `jobs.TRANSITIONS` allows it from its current status.
 
@@ -194,7 +221,9 @@ class JobStore:
         completed job whose files are mirrored first). `guard=(field, value)` also refuses the
         move unless that field holds exactly `value`. `finished` starts the retention clock. A
         refused move writes nothing and appends no event; it logs `refused_event`, if given,
-        to the job's notes (`events`).
+        to the job's notes (`events`). A `finished` step also gives the job's in-flight lease
+        back and admits the next parked job; `refund` takes its counted spend back too (for a
+        job that never reached fal).
         """
         delivery = deliveries.first_attempt(self.keys, job_id, to) if deliver else None
         return await self._step(
@@ -207,6 +236,7 @@ class JobStore:
             guard=guard,
             refused_event=refused_event,
             finished=finished,
+            refund=refund,
         )
 
     async def revise_own_failure(
@@ -268,6 +298,7 @@ class JobStore:
         guard: tuple[str, str] | None = None,
         refused_event: Mapping[str, Any] | None = None,
         finished: bool = False,
+        refund: bool = False,
     ) -> Moved:
         when_ms = now_ms()
         keys = [
@@ -290,6 +321,8 @@ class JobStore:
             guard[0] if guard else "",
             guard[1] if guard else "",
             len(follow_ups),
+            self.budget_cfg if finished else "",
+            "1" if refund else "",
         ]
         for task in follow_ups:
             run_at_ms = when_ms + int(task.defer_s * 1000)
@@ -333,6 +366,7 @@ class JobStore:
                 reason,
                 self.event_stream_maxlen,
                 self.keys.job_changed(job_id),
+                self.budget_cfg,
             ],
         )
         code = int(reply[0])
@@ -346,7 +380,28 @@ class JobStore:
             )
         if code == 2:
             return SubmitClaim(claimed=False, unclear=True)
+        if code == 3:
+            return SubmitClaim(claimed=False, status=JobStatus.QUEUED, waiting=reply[1].decode())
         return SubmitClaim(claimed=False, status=JobStatus(reply[1].decode()) if reply[1] else None)
+
+    async def requeue_paused(self, job_id: str) -> bool:
+        """A submit fal refused for our key: the job back to queued, first in line, no lease.
+
+        Appends the event (submitting -> queued). False if the job was no longer submitting.
+        """
+        if not self.budget_cfg:
+            return False
+        requeued = await self._requeue(
+            keys=[self.keys.job(job_id), self.keys.events, self.keys.job_transitions(job_id)],
+            args=[
+                self.budget_cfg,
+                now_ms(),
+                self.event_stream_maxlen,
+                self.keys.job_changed(job_id),
+                "dispatch_paused",
+            ],
+        )
+        return bool(requeued)
 
     async def ensure_task(self, task: Task) -> bool:
         """Enqueue `task` unless ARQ holds it queued or running; True if it was enqueued.

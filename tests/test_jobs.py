@@ -48,8 +48,9 @@ def test_the_way_of_a_job_is_allowed_step_by_step() -> None:
     assert all(can_move(a, b) for a, b in itertools.pairwise(way))
 
 
-def test_no_way_back_and_no_job_is_queued_again() -> None:
-    assert sources_of(JobStatus.QUEUED) == frozenset()
+def test_no_way_back_and_only_a_submit_refused_for_our_key_is_queued_again() -> None:
+    # submitting -> queued: fal refused our key, nothing was created, dispatch paused.
+    assert sources_of(JobStatus.QUEUED) == frozenset({JobStatus.SUBMITTING})
     assert not can_move(JobStatus.SUBMITTED, JobStatus.SUBMITTING)
     assert not can_move(JobStatus.IN_PROGRESS, JobStatus.SUBMITTED)
 

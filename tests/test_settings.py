@@ -60,6 +60,10 @@ def test_webhook_tokens_differ_per_job_and_per_key() -> None:
         ({"callback_signing_secret": "not-whsec"}, "CALLBACK_SIGNING_SECRET"),
         ({"callback_signing_secret": "whsec_c2hvcnQ="}, "CALLBACK_SIGNING_SECRET"),
         ({"public_base_url": "not a url"}, "PUBLIC_BASE_URL"),
+        ({"tenant_limits": "{not json"}, "TENANT_LIMITS"),
+        ({"tenant_limits": '{"acme": {"weight": 0}}'}, "TENANT_LIMITS"),
+        ({"tenant_limits": '{"acme": {"max_in_flight": 2, "colour": 1}}'}, "TENANT_LIMITS"),
+        ({"fal_max_in_flight": 0}, "FAL_MAX_IN_FLIGHT"),
         ({"price_overrides": '{"no-such-family": {}}'}, "PRICE_OVERRIDES"),
         ({"retry_base_delay_s": 10, "retry_max_delay_s": 1}, "RETRY_BASE_DELAY_S"),
     ],
@@ -79,5 +83,6 @@ def test_vidhook_api_with_nothing_configured_exits_2_naming_every_missing_variab
         [sys.executable, "-m", "service.cli", "api"], env=env, capture_output=True, text=True
     )
     assert run.returncode == 2
-    for name in ("REDIS_URL", "FAL_KEY", "PUBLIC_BASE_URL", "API_KEYS", "CALLBACK_SIGNING_SECRET"):
+    # PUBLIC_BASE_URL is optional: without it vidhook runs in poll mode.
+    for name in ("REDIS_URL", "FAL_KEY", "API_KEYS", "CALLBACK_SIGNING_SECRET"):
         assert name in run.stderr

@@ -11,6 +11,7 @@ import httpx
 from prometheus_client import start_http_server
 from redis.asyncio import Redis
 
+from service.budgets import Budgets
 from service.callbacks import CallbackSender
 from service.deliveries import Deliveries
 from service.fal import FalQueueClient
@@ -35,7 +36,15 @@ class WorkerContext:
     callbacks: CallbackSender
     deliveries: Deliveries
     media: MediaStore
+    budgets: Budgets
     resources: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
+
+    def poll_delay_s(self, job_try: int) -> float:
+        """Poll mode's back-off between status polls of one request: from FAL_POLL_INTERVAL_S,
+        x1.5 per poll, up to FAL_POLL_MAX_INTERVAL_S, with jitter."""
+        settings = self.settings
+        grown: float = settings.fal_poll_interval_s * 1.5 ** (job_try - 1)
+        return min(settings.fal_poll_max_interval_s, grown) * random.uniform(0.8, 1.0)
 
     def backoff_s(self, job_try: int) -> float:
         """Exponential back-off with jitter for the `job_try`-th try (1-based)."""
@@ -84,7 +93,10 @@ async def on_startup(ctx: dict[str, Any]) -> None:
             keys,
             job_retention_s=settings.job_retention_s,
             event_stream_maxlen=settings.event_stream_maxlen,
+            job_deadline_s=settings.job_deadline_s,
+            budget=settings.budget,
         ),
+        budgets=Budgets(ctx["redis"], keys, settings.budget),
         fal=FalQueueClient(
             http,
             queue_base_url=str(settings.fal_queue_base_url),

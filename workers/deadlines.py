@@ -23,7 +23,7 @@ from service.fal import FalError
 from service.jobs import Job, JobStatus, dispatch_task_id, settle_task_id
 from service.store import Task, now_ms
 from workers.context import WorkerContext, worker_context
-from workers.dispatch import reconcile_task
+from workers.dispatch import probe_task, reconcile_task
 from workers.results import end_past_deadline, request_urls
 
 logger = logging.getLogger("vidhook.deadlines")
@@ -45,6 +45,9 @@ async def sweep_jobs(ctx: dict[str, Any]) -> str:
     for job_id in overdue:
         await _end_overdue(w, job_id)
     recovered = 0
+    if await w.budgets.paused() is not None and await w.store.ensure_task(probe_task(w)):
+        recovered += 1
+        logger.warning("dispatch paused with no probe queued: re-enqueued it")
     for job_id in await w.store.active_jobs(after_deadline_ms=at_ms, limit=SWEEP_BATCH):
         job = await w.store.get(job_id)
         if job is None or job.status.is_terminal:
@@ -76,6 +79,8 @@ async def _resume_deliveries(w: WorkerContext, at_ms: int) -> int:
 
 def _next_task(w: WorkerContext, job: Job) -> Task | None:
     """The task that moves `job` on from where it is."""
+    if job.status is JobStatus.QUEUED and job.parked:
+        return None  # waiting in line: a release or the resume admits it
     if job.status is JobStatus.QUEUED or (
         job.status is JobStatus.SUBMITTING and job.submit_pending_since_ms is None
     ):

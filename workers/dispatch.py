@@ -16,8 +16,9 @@ from typing import Any
 from arq import Retry
 
 from service import metrics
+from service.budgets import DEFAULT_SLOW_DOWN_S, PROBE_TASK_ID, WAKE_TASK_ID
 from service.completions import FalOutcome, fal_error, finish_job
-from service.fal import FalAmbiguous, FalRejected, FalUnavailable, SubmitReceipt
+from service.fal import AUTH_REFUSALS, FalAmbiguous, FalRejected, FalUnavailable, SubmitReceipt
 from service.input_archive import keep_input_task
 from service.jobs import JobStatus, reconcile_task_id, settle_task_id, sources_of
 from service.store import Task, now_ms
@@ -37,6 +38,10 @@ async def dispatch_job(ctx: dict[str, Any], job_id: str) -> str:
     last_try = job_try >= w.settings.dispatch_max_tries
     # The common case in one round trip: claim the submit and read what it needs.
     claim = await w.store.claim_submit(job_id)
+    if claim.waiting:
+        # No slot (or dispatch is paused): the job is parked in its tenant's line, and the
+        # release of a slot (or the resume) admits it with a task of its own. No spinning.
+        return f"{claim.waiting}: parked"
     if claim.unclear:
         # An earlier try sent the POST and never learned the answer (its worker died).
         await settle_later(w, job_id, LOST_MID_SUBMIT, keep_cause=True)
@@ -51,18 +56,24 @@ async def dispatch_job(ctx: dict[str, Any], job_id: str) -> str:
         receipt = await w.fal.submit(claim.endpoint, claim.input_json, webhook_url=webhook_url)
     except FalRejected as exc:
         _count_submit("rejected", started)
+        # 400/422: fal's detail, at once. Nothing ran, so its spend is refunded.
         await finish_job(
             w.store,
             job_id,
             FalOutcome(request_id=None, error=fal_error("fal_rejected", str(exc), exc.detail)),
             source="submit",
+            refund=True,
         )
         return "rejected by fal"
     except FalUnavailable as exc:
         _count_submit("unavailable", started)
+        if exc.status_code in AUTH_REFUSALS:
+            return await pause_for_key(w, job_id, exc)
         # Nothing was created, and claim_submit claims only with no earlier submit pending,
         # so this was the only one: the next try may submit straight away.
         await w.store.update_fields(job_id, {"submit_pending_since_ms": ""})
+        if exc.status_code == 429:
+            await slow_down(w, exc.retry_after_s)
         return await _retry_or_fail(ctx, job_id, str(exc), exc.retry_after_s, last_try)
     except FalAmbiguous as exc:
         # Never the end of the job, whichever try this is: fal may be rendering it.
@@ -72,6 +83,32 @@ async def dispatch_job(ctx: dict[str, Any], job_id: str) -> str:
         return "unclear submit: settling"
     _count_submit("accepted", started)
     return await record_acceptance(w, job_id, receipt)
+
+
+async def pause_for_key(w: WorkerContext, job_id: str, exc: FalUnavailable) -> str:
+    """fal refused our key (401/403): pause dispatch for everyone, put the job back in line.
+
+    Every other job would be refused the same way; failing them one by one would turn a key
+    rotation into an outage. The probe task resumes dispatch once fal takes the key again.
+    """
+    if await w.budgets.pause(f"fal refused our key: {exc}", exc.status_code, now_ms()):
+        metrics.DISPATCH_PAUSES.inc()
+        logger.error("dispatch.paused", extra={"job_id": job_id, "status": exc.status_code})
+    await w.store.requeue_paused(job_id)
+    await w.store.ensure_task(probe_task(w))
+    return "paused: fal refused our key"
+
+
+def probe_task(w: WorkerContext) -> Task:
+    return Task(PROBE_TASK_ID, "probe_fal", (), defer_s=w.settings.fal_pause_probe_s)
+
+
+async def slow_down(w: WorkerContext, retry_after_s: float | None) -> None:
+    """fal said 429: a smaller budget until Retry-After, then a wake-up admits what waited."""
+    wait_s = retry_after_s or DEFAULT_SLOW_DOWN_S
+    limit = await w.budgets.slow_down(wait_s)
+    logger.warning("fal asked us to slow down: budget %d for %.1fs", limit, wait_s)
+    await w.store.ensure_task(Task(WAKE_TASK_ID, "wake_dispatch", (), defer_s=wait_s))
 
 
 def _count_submit(outcome: str, started: float) -> float:
@@ -127,15 +164,22 @@ async def record_acceptance(w: WorkerContext, job_id: str, receipt: SubmitReceip
         reason="fal_accepted",
         fields=accepted_fields,
         # Scheduled in the same step, so no submitted job is left without a safety net.
-        follow_ups=[reconcile_task(w, job_id, defer_s=w.settings.reconcile_after_s), keep],
+        # In poll mode no webhook will come: the first poll is due soon.
+        follow_ups=[reconcile_task(w, job_id, defer_s=first_check_s(w)), keep],
     )
-    if moved.applied:
-        await metrics.job_submitted(w.store.redis, w.store.keys, job_id, now_ms())
-    else:
+    # Applied, the step itself counted the job in flight at fal (the `atfal` gauge).
+    if not moved.applied:
         # fal's webhook can beat its own submit answer here (a fast failure): keep the finished
         # state, but remember which request it was.
         await w.store.update_fields(job_id, accepted_fields, follow_ups=[keep])
     return f"submitted as {receipt.request_id}"
+
+
+def first_check_s(w: WorkerContext) -> float:
+    """When a submitted job is first asked about at fal: soon in poll mode, else as a backstop."""
+    if w.settings.poll_mode:
+        return w.settings.fal_poll_interval_s
+    return w.settings.reconcile_after_s
 
 
 def reconcile_task(w: WorkerContext, job_id: str, *, defer_s: float) -> Task:
@@ -163,6 +207,7 @@ async def _retry_or_fail(
                 error=fal_error("dispatch_failed", f"gave up submitting to fal: {reason}"),
             ),
             source="dispatch",
+            refund=True,
         )
         return "gave up"
     delay_s = max(retry_after_s or 0.0, w.backoff_s(ctx.get("job_try", 1)))

@@ -27,6 +27,7 @@ from arq.worker import Worker, func
 
 from service import tasks
 from service.settings import Settings
+from workers.admission import probe_fal, wake_dispatch
 from workers.context import on_shutdown, on_startup
 from workers.deadlines import sweep_jobs
 from workers.dispatch import dispatch_job
@@ -67,6 +68,9 @@ def function_timeouts_s(settings: Settings) -> dict[str, float]:
         # runs out of its budget is retried (and the lookup comes first again).
         "settle_submit": max(2 * settings.fal_status_timeout_s, settings.fal_submit_timeout_s)
         + STEP_MARGIN_S,
+        # A status GET for a request id that cannot exist; admitting is Redis only.
+        "probe_fal": settings.fal_status_timeout_s + STEP_MARGIN_S,
+        "wake_dispatch": STEP_MARGIN_S,
         # The deadline sweep: bounded like a step, so it never lengthens kill recovery; what
         # it did not reach in one run it reaches in the next.
         "sweep_jobs": 15.0,
@@ -176,6 +180,19 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
                 bounded(settle_submit),
                 max_tries=polling_tries,
                 timeout=timeouts["settle_submit"],
+                keep_result=0,
+            ),
+            # Fixed ids, no result kept: the next pause (or slow-down) can enqueue them again.
+            func(
+                bounded(probe_fal),
+                max_tries=polling_tries,
+                timeout=timeouts["probe_fal"],
+                keep_result=0,
+            ),
+            func(
+                bounded(wake_dispatch),
+                max_tries=3,
+                timeout=timeouts["wake_dispatch"],
                 keep_result=0,
             ),
         ],

@@ -43,6 +43,12 @@ def request_urls(w: WorkerContext, job: Job) -> tuple[str | None, str | None]:
     )
 
 
+def next_poll_s(w: WorkerContext, job_try: int) -> float:
+    """The wait before the next status poll: poll mode's back-off (FAL_POLL_INTERVAL_S up to
+    FAL_POLL_MAX_INTERVAL_S) when fal will send no webhook, the retry back-off otherwise."""
+    return w.poll_delay_s(job_try) if w.settings.poll_mode else w.backoff_s(job_try)
+
+
 async def fetch_result(ctx: dict[str, Any], job_id: str) -> str:
     """Finish the job from fal's status and result; Retry while it runs or fal is unreachable.
 
@@ -71,7 +77,7 @@ async def fetch_result(ctx: dict[str, Any], job_id: str) -> str:
             if deadline_ms is not None and now_ms() >= deadline_ms:
                 return await end_past_deadline(w, job, f"fal still says {state}")
             metrics.RECONCILER_ACTIONS.labels("polling").inc()
-            raise Retry(defer=w.backoff_s(job_try))
+            raise Retry(defer=next_poll_s(w, job_try))
         result = await w.fal.result(response_url)
     except FalRejected as exc:
         streak = job.unknown_request_streak + 1
@@ -86,7 +92,7 @@ async def fetch_result(ctx: dict[str, Any], job_id: str) -> str:
         )
         return "unknown to fal"
     except FalError as exc:
-        raise Retry(defer=w.backoff_s(job_try)) from exc
+        raise Retry(defer=next_poll_s(w, job_try)) from exc
     if result.ok:
         outcome = FalOutcome(request_id=job.fal_request_id, result=result.body)
     else:

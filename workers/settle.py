@@ -34,7 +34,13 @@ from service.input_archive import keep_input_task
 from service.jobs import Job, JobStatus, input_sha256
 from service.store import now_ms
 from workers.context import WorkerContext, worker_context
-from workers.dispatch import DISPATCHABLE, LOST_MID_SUBMIT, reconcile_task, record_acceptance
+from workers.dispatch import (
+    DISPATCHABLE,
+    LOST_MID_SUBMIT,
+    first_check_s,
+    reconcile_task,
+    record_acceptance,
+)
 
 logger = logging.getLogger("vidhook.settle")
 
@@ -80,7 +86,7 @@ def _request_urls(w: WorkerContext, job: Job, request_id: str) -> dict[str, str]
 
 
 async def _adopt(w: WorkerContext, job: Job, found: ListedRequest) -> str:
-    later_s = w.settings.reconcile_after_s
+    later_s = first_check_s(w)
     await w.store.record_event(
         job.id,
         {
@@ -144,7 +150,9 @@ async def _resubmit(ctx: dict[str, Any], w: WorkerContext, job: Job, waited_s: f
         )
     except FalRejected as exc:
         error = fal_error("fal_rejected", str(exc), exc.detail)
-        await finish_job(w.store, job.id, FalOutcome(None, error=error), source="submit")
+        await finish_job(
+            w.store, job.id, FalOutcome(None, error=error), source="submit", refund=True
+        )
         return "rejected by fal"
     except FalUnavailable as exc:
         # This send created nothing (and is not billed: uncount it), but the earlier unclear

@@ -299,8 +299,9 @@ function renderStats(target, stats, usage) {
         ACTIVE.map((s) => el("li", { "data-status": s }, badge(s), el("b", { text: counts[s] ?? 0 }))),
         TERMINAL.map((s) => el("li", { "data-status": s }, badge(s), el("b", { text: last[s] ?? 0 }), el("small", { text: " last hour" }))))),
     card("In flight at fal",
-      big(inFlight.count ?? 0, inFlight.budget ? `of ${inFlight.budget}` : ""),
-      inFlight.budget ? meter(inFlight.count ?? 0, inFlight.budget) : notice("No in-flight budget on this server.")),
+      big(inFlight.leases ?? inFlight.count ?? 0, inFlight.budget ? `of ${inFlight.budget}` : ""),
+      inFlight.budget ? meter(inFlight.leases ?? inFlight.count ?? 0, inFlight.budget) : notice("No in-flight budget on this server."),
+      stats.dispatch?.paused ? notice(`Dispatch paused: ${stats.dispatch.paused.reason}`, "warn") : null),
     card("Queue",
       big(queue.depth ?? 0, "queued"),
       el("p", { text: `oldest waiting ${age(queue.oldest_age_s)}` }),
@@ -311,7 +312,8 @@ function renderStats(target, stats, usage) {
     card("Throughput",
       sparkline(series),
       el("p", { className: "muted", text: `${perMinute.toFixed(1)} completed/min (last 5 min)` })),
-    card("Spend today", usageBody(usage)),
+    // /v1/stats carries spend against caps for every tenant in scope (operator keys too).
+    card("Spend today", usageBody(stats.spend ?? usage)),
   ];
   clear(target);
   append(target, cards);
@@ -368,7 +370,9 @@ async function overviewView(view, signal) {
   };
   let pending = null;
   const refresh = async () => {
-    const [stats, usage] = await Promise.all([api("/v1/stats", { signal }), readUsage()]);
+    const stats = await api("/v1/stats", { signal });
+    // /v1/stats carries spend against caps itself; /v1/usage (tenant keys only) is the fallback.
+    const usage = stats.data.spend ? undefined : await readUsage();
     renderStats(grid, stats.data, usage);
   };
   // At most one refresh per STATS_REFRESH_MS, however fast events arrive.

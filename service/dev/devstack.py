@@ -44,8 +44,9 @@ def _dev_environment(state_dir: Path) -> tuple[dict[str, str], list[str], bool]:
     notes: list[str] = []
     port = env.setdefault("PORT", "8000")
     env.setdefault("HOST", "127.0.0.1")
-    env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
     if use_simulator:
+        # The simulator is on this machine: it can call the webhook receiver here.
+        env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
         sim_port = env.setdefault("SIMULATOR_PORT", "8100")
         sim_url = f"http://127.0.0.1:{sim_port}"
         env["FAL_KEY"] = SIMULATOR_FAL_KEY
@@ -59,6 +60,9 @@ def _dev_environment(state_dir: Path) -> tuple[dict[str, str], list[str], bool]:
         notes.append(f"fal:        local simulator at {sim_url} (set FAL_KEY to use real fal)")
     else:
         notes.append(f"fal:        {env.get('FAL_QUEUE_BASE_URL', 'https://queue.fal.run')}")
+        if not env.get("PUBLIC_BASE_URL"):
+            # Real fal cannot reach a laptop behind NAT: follow each request by polling.
+            notes.append("mode:       poll mode (no PUBLIC_BASE_URL: fal's status URLs are polled)")
     if not env.get("API_KEYS"):
         key = _stable_secret(state_dir / "dev-api-key", "vhdev_" + secrets.token_urlsafe(24))
         env["API_KEYS"] = f"{key}:dev"

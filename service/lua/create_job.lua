@@ -10,9 +10,13 @@
 --       8 tenant, 9 endpoint, 10 events stream MAXLEN (approximate), 11 reason,
 --       12 index cutoff ms: entries of both indexes created before it are dropped,
 --       13 the job's deadline ms, 14 seconds the job hash may live at most,
---       15.. field/value pairs with large values (an input of data URIs), passed as they are
+--       15 the budget's cfg (budget.lua; '' = no gate: enqueue the dispatch task at once),
+--       16 the spend to count, JSON {c = micro-USD, keys = {day key, month key},
+--          caps = {daily, monthly} micro-USD (-1 = none), ttl = {s, s}} ('' = none)
+--       17.. field/value pairs with large values (an input of data URIs), passed as they are
 -- Returns {1, id} created; {0, id} same idempotency key and same request (replay);
---         {2, id} same idempotency key, different request.
+--         {2, id} same idempotency key, different request;
+--         {3, period, spent micro-USD, cap micro-USD} over the tenant's spend cap: nothing written.
 if KEYS[6] ~= '' then
   local existing = redis.call('GET', KEYS[6])
   if existing then
@@ -23,11 +27,32 @@ if KEYS[6] ~= '' then
     end
     return {2, existing_id}
   end
+end
+-- The cap is checked and the spend counted in this one step, so concurrent requests cannot
+-- overshoot: the second of two that would cross the cap sees the first one's spend.
+if ARGV[16] ~= '' then
+  local spend = cjson.decode(ARGV[16])
+  local periods = {'daily', 'monthly'}
+  for i = 1, 2 do
+    local cap = tonumber(spend.caps[i])
+    if cap >= 0 then
+      local spent = tonumber(redis.call('GET', spend.keys[i]) or '0')
+      if spent + tonumber(spend.c) > cap then
+        return {3, periods[i], spent, cap}
+      end
+    end
+  end
+  for i = 1, 2 do
+    redis.call('INCRBY', spend.keys[i], spend.c)
+    redis.call('EXPIRE', spend.keys[i], spend.ttl[i])
+  end
+end
+if KEYS[6] ~= '' then
   redis.call('SET', KEYS[6], ARGV[1] .. ' ' .. ARGV[6], 'EX', ARGV[5])
 end
 redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[7])))
-if #ARGV >= 16 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 15))
+if #ARGV >= 18 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 17))
 end
 -- A cap on the hash's life even if no step ever ended the job; ending it shortens it.
 redis.call('EXPIRE', KEYS[1], ARGV[14])
@@ -41,5 +66,12 @@ redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', '(' .. ARGV[12])
 -- nobody can be waiting on a job whose id has not been answered yet.
 append_event(KEYS[7], KEYS[8], '', ARGV[10], ARGV[1], ARGV[8], ARGV[9], '', 'queued', ARGV[2],
   ARGV[11])
-enqueue(KEYS[5], KEYS[3], KEYS[4], ARGV[1], ARGV[3], ARGV[4], ARGV[2])
+if ARGV[15] == '' then
+  enqueue(KEYS[5], KEYS[3], KEYS[4], ARGV[1], ARGV[3], ARGV[4], ARGV[2])
+else
+  -- Through the budget: the job waits in its tenant's line, and whoever may go now goes.
+  local cfg = cjson.decode(ARGV[15])
+  park(cfg, ARGV[8], ARGV[1], false)
+  admit_next(cfg, tonumber(ARGV[2]))
+end
 return {1, ARGV[1]}

@@ -14,9 +14,12 @@
 --       9 guard field, 10 its expected value: refuse unless the field holds exactly that
 --         (a compare-and-set, so two racing claimants cannot both win; '' = no guard)
 --       11 number of follow-up tasks n
---       12 .. 11+6n each follow-up: task id, payload, expiry ms, run-at ms (its ARQ queue
+--       12 the budget's cfg (budget.lua), given with a terminal move: the job's lease and
+--         place in line are given back and the next parked job admitted ('' = none)
+--       13 '1': refund the job's counted spend (it never reached fal)
+--       14 .. 13+6n each follow-up: task id, payload, expiry ms, run-at ms (its ARQ queue
 --         score), its condition (step.lua condition_holds), its mark's member ('' = none)
---       12+6n .. job hash field/value pairs to write with the move
+--       14+6n .. job hash field/value pairs to write with the move
 -- Returns {1, previous status, event id ('' for a bookkeeping write)} applied;
 --         {0, current status} refused; {-1, ''} no such job.
 local job = redis.call('HMGET', KEYS[1], 'status', 'id', 'tenant', 'endpoint')
@@ -45,7 +48,7 @@ if not allowed then
   return {0, current}
 end
 local follow_ups = tonumber(ARGV[11])
-local first_field = 12 + follow_ups * 6
+local first_field = 14 + follow_ups * 6
 if #ARGV > first_field then
   redis.call('HSET', KEYS[1], unpack(ARGV, first_field))
 end
@@ -55,8 +58,19 @@ if ARGV[2] ~= '' then
   redis.call('HSET', KEYS[1], 'status', ARGV[2], 'updated_at_ms', ARGV[3])
   event_id = append_event(KEYS[3], KEYS[4], ARGV[6], ARGV[5], job[2] or '', job[3] or '',
     job[4] or '', current, ARGV[2], ARGV[3], ARGV[4])
+  if ARGV[2] == 'submitted' then
+    -- The in-flight-at-fal gauge's set (metrics.py), in this step rather than a round trip of
+    -- its own; the job key is '<prefix>job:<id>', so the prefix is what precedes 'job:<id>'.
+    local prefix = string.sub(KEYS[1], 1, #KEYS[1] - #('job:' .. (job[2] or '')))
+    redis.call('ZADD', prefix .. 'atfal', ARGV[3], job[2] or '')
+  end
 end
-enqueue_follow_ups(KEYS[1], KEYS[5], follow_ups, 12, 7)
+enqueue_follow_ups(KEYS[1], KEYS[5], follow_ups, 14, 7)
+if ARGV[12] ~= '' then
+  -- In the same step as the terminal move, so a slot is never held by an ended job nor
+  -- given back twice.
+  job_ended(cjson.decode(ARGV[12]), job[3] or '', job[2] or '', tonumber(ARGV[3]), ARGV[13] == '1')
+end
 if ARGV[7] ~= '' then
   redis.call('ZREM', KEYS[6], job[2] or '')
   redis.call('EXPIRE', KEYS[1], ARGV[7])

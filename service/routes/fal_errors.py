@@ -24,6 +24,7 @@ from service.domain_errors import (
     JobNotFound,
     MediaStoreUnavailable,
     RequestRejected,
+    SpendCapExceeded,
     UpstreamUnavailable,
 )
 from service.errors import ApiError, MalformedBody
@@ -70,6 +71,9 @@ def answer_for(exc: DomainError) -> JSONResponse:
         return JSONResponse({"detail": str(exc), "error_type": "internal_error"}, 502)
     if isinstance(exc, MediaStoreUnavailable):
         return JSONResponse({"detail": str(exc), "error_type": "internal_error"}, 503)
+    if isinstance(exc, SpendCapExceeded):
+        # 402: not one of the answers fal's clients retry.
+        return JSONResponse({"detail": str(exc), "error_type": "spend_cap_exceeded"}, 402)
     return JSONResponse({"detail": str(exc), "error_type": "internal_error"}, 500)
 
 

@@ -10,13 +10,16 @@ and fal's webhooks must keep being answered while submits wait.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from service.budgets import pause_from
 from service.context import ApiContext
 from service.fal_webhooks import WebhookRejected
+from service.jobs import iso_from_ms
 
 READY_REDIS_TIMEOUT_S = 1.0
 READY_JWKS_TIMEOUT_S = 2.0
@@ -29,14 +32,19 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     ctx: ApiContext = request.app.state.ctx
     checks: dict[str, str] = {}
+    details: dict[str, Any] = {}
     try:
         async with asyncio.timeout(READY_REDIS_TIMEOUT_S):
             async with ctx.redis.pipeline(transaction=False) as pipe:
                 pipe.ping()
-                pipe.exists(ctx.store.keys.dispatch_paused)
+                pipe.get(ctx.store.keys.dispatch_paused)
                 _, paused = await pipe.execute()
         checks["redis"] = "ok"
         checks["dispatch"] = "paused" if paused else "running"
+        pause = pause_from(paused)
+        if pause is not None:
+            # Why: fal refused our key (401/403); a probe resumes dispatch by itself.
+            details["dispatch_paused"] = {**pause.as_dict(), "since": iso_from_ms(pause.since_ms)}
     except (RedisError, OSError, TimeoutError):
         checks["redis"] = "down"
     if ctx.jwks is not None:
@@ -47,6 +55,6 @@ async def readyz(request: Request) -> Response:
             checks["fal_keys"] = "unavailable"
     ready = checks.get("redis") == "ok" and checks.get("fal_keys", "ok") == "ok"
     return JSONResponse(
-        {"status": "ready" if ready else "unavailable", "checks": checks},
+        {"status": "ready" if ready else "unavailable", "checks": checks, **details},
         status_code=200 if ready else 503,
     )

@@ -10,6 +10,8 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from service.app import create_app
+from service.settings import Settings
 from tests.conftest import (
     ADMIN_KEY,
     TENANT_A_KEY,
@@ -22,6 +24,7 @@ from tests.conftest import (
 )
 from tests.dashboard.conftest import Tab, screenshot
 from tests.support.falproxy import FalProxy, Fault
+from tests.support.isolation import isolated
 from tests.support.servers import ServerThread
 from tests.test_cancellation import deliver, silent_job
 
@@ -285,3 +288,28 @@ def test_redeliver_from_the_page_sends_the_callback_again(
     expect(log.locator("tr.attempt")).to_have_count(2, timeout=15_000)
     expect(log.locator("tr.attempt").nth(1)).to_contain_text("redelivery 1")
     assert tab.errors == []
+
+
+def test_the_overview_shows_in_flight_against_the_budget_and_spend_against_the_cap(
+    tab: Tab, settings: Settings
+) -> None:
+    # An API of its own with a budget and a cap, and no worker: admitted jobs keep their slot.
+    limits = '{"tenant-a": {"daily_usd": 5}}'
+    config = isolated(settings, fal_max_in_flight=3, tenant_limits=limits)
+    with (
+        ServerThread(create_app(config), port=config.port) as api,
+        httpx.Client(base_url=api.url, headers=bearer(TENANT_A_KEY), timeout=10) as http,
+    ):
+        for _ in range(2):
+            assert http.post("/v1/jobs", json=i2v_body(uuid.uuid4().hex)).status_code == 202
+        stats = http.get("/v1/stats").json()
+        assert stats["in_flight"]["leases"] == 2 and stats["in_flight"]["budget"] == 3
+        assert stats["spend"]["data"][0]["spend_today_usd"] == 1.2
+        page = tab.page
+        sign_in(page, api.url)
+        in_flight = page.locator("#overview .card", has_text="In flight at fal")
+        expect(in_flight.locator(".big")).to_have_text("2 of 3")
+        spend = page.locator("#overview .card", has_text="Spend today")
+        expect(spend.locator("td").nth(1)).to_contain_text("1.20")
+        expect(spend.locator("td").nth(2)).to_contain_text("5.00")
+        assert tab.errors == []

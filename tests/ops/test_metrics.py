@@ -91,6 +91,8 @@ def test_metrics_count_a_workload_of_jobs_webhooks_and_callbacks(
         "vidhook_queue_tasks",
         "vidhook_queue_oldest_age_seconds",
         "vidhook_jobs_in_flight_at_fal",
+        "vidhook_fal_leases",
+        "vidhook_dispatch_paused",
     ):
         assert (gauge, frozenset()) in after, gauge
     assert value(after, "vidhook_queue_oldest_age_seconds") < 60
