@@ -251,7 +251,9 @@ def create_app(config: SimulatorConfig) -> Starlette:
             exe = ffmpeg_exe()
             inference = Inference(
                 loader=MediaLoader(client, exe),
-                renderer=Renderer(exe),
+                renderer=Renderer(
+                    exe, cache_dir=data_dir / "render-cache" if config.render_cache else None
+                ),
                 data_dir=data_dir,
                 public_url=config.public_url,
                 delay_s=config.delay_s,
