@@ -235,7 +235,7 @@ def create_app(config: SimulatorConfig) -> Starlette:
     directory (a temporary one, removed at shutdown, when `config.data_dir` is None) and, at
     shutdown, cancels renders and webhook deliveries still in flight.
     """
-    signer = WebhookSigner(config.signing_keys)
+    signer = WebhookSigner(config.signing_keys, rotation_s=config.key_rotation_s)
     api = _QueueApi(config, signer)
 
     @contextlib.asynccontextmanager
