@@ -43,11 +43,19 @@ def free_port(host: str = "127.0.0.1") -> int:
 class LocalRedis:
     """A redis-server child bound to loopback on `port`, keeping its files in `data_dir`."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, *, appendonly: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        appendonly: bool = True,
+        appendfsync: str = "everysec",
+    ) -> None:
         # Absolute: redis-server changes into --dir before it opens --logfile.
         self.data_dir = data_dir.resolve()
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,6 +71,7 @@ class LocalRedis:
             "--dir", str(self.data_dir),
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", self.appendfsync,
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -76,6 +85,16 @@ class LocalRedis:
             time.sleep(0.02)
         self.stop()
         raise LocalRedisError(f"redis-server did not answer on port {self.port} in {timeout_s}s")
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would end it; `start()` brings it back from its AOF."""
+        if self._process is None:
+            return
+        self._process.kill()
+        self._process.wait()
+        if self._process.stderr:
+            self._process.stderr.close()
+        self._process = None
 
     def stop(self) -> None:
         if self._process is None:

@@ -250,7 +250,11 @@ def create_app(config: SimulatorConfig) -> Starlette:
             client = await stack.enter_async_context(httpx.AsyncClient(timeout=_CLIENT_TIMEOUT))
             exe = ffmpeg_exe()
             inference = Inference(
-                loader=MediaLoader(client, exe),
+                loader=MediaLoader(
+                    client,
+                    exe,
+                    cache_dir=data_dir / "decode-cache" if config.render_cache else None,
+                ),
                 renderer=Renderer(
                     exe, cache_dir=data_dir / "render-cache" if config.render_cache else None
                 ),

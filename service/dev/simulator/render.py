@@ -127,15 +127,25 @@ class Renderer:
     def __init__(self, ffmpeg: str, cache_dir: Path | None = None) -> None:
         self._ffmpeg = ffmpeg
         self._cache_dir = cache_dir
+        # One render per cache key at a time: a burst of identical requests renders once.
+        self._rendering: dict[Path, asyncio.Lock] = {}
 
     async def render(self, plan: RenderPlan) -> None:
         """Render `plan` to `plan.output`. Raises RenderError (or TimeoutError on overrun)."""
-        partial = plan.output.with_name(plan.output.name + ".part")
         cached = await asyncio.to_thread(self._cached_path, plan)
-        if cached is not None and await asyncio.to_thread(cached.is_file):
-            await asyncio.to_thread(_link_or_replace, cached, partial)
-            await asyncio.to_thread(partial.replace, plan.output)
+        if cached is None:
+            await self._render(plan, None)
             return
+        async with self._rendering.setdefault(cached, asyncio.Lock()):
+            if await asyncio.to_thread(cached.is_file):
+                partial = plan.output.with_name(plan.output.name + ".part")
+                await asyncio.to_thread(_link_or_replace, cached, partial)
+                await asyncio.to_thread(partial.replace, plan.output)
+                return
+            await self._render(plan, cached)
+
+    async def _render(self, plan: RenderPlan, cached: Path | None) -> None:
+        partial = plan.output.with_name(plan.output.name + ".part")
         run = await run_ffmpeg(self._ffmpeg, [*build_args(plan), str(partial)], _RENDER_TIMEOUT_S)
         if not run.ok:
             await asyncio.to_thread(partial.unlink, missing_ok=True)
