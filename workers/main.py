@@ -8,7 +8,9 @@ longest step is dispatch's 18 s, so a SIGKILLed worker's tasks resume within 28 
 
 ARQ drops a task that hits its timeout (no retry). So each task also runs under a budget one
 second shorter, and overrunning it is a Retry: every step is safe to run again (an unclear
-submit waits out its grace period), and a slow moment never loses a job.
+submit waits out its grace period), and a slow moment never loses a job. ARQ likewise drops a
+task that raises, so a Redis outage in the middle of a step (a lost connection, a Redis
+restarting from its AOF) is a Retry too, not a failure.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.typing import WorkerCoroutine
 from arq.worker import Worker, func
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import tasks
 from service.settings import Settings
@@ -76,8 +80,26 @@ def kill_recovery_s(settings: Settings) -> float:
     return max(function_timeouts_s(settings).values()) + ARQ_IN_PROGRESS_EXTRA_S
 
 
+def survives_redis_outage(function: WorkerCoroutine) -> WorkerCoroutine:
+    """`function`, turned into a Retry when Redis cannot be reached mid-step.
+
+    ARQ records any exception but Retry as the task's final failure and never runs it again;
+    a callback or mirror task lost that way is not found again by the deadline sweep (its job
+    is terminal). Every step is safe to run twice, so running it again is right.
+    """
+
+    @functools.wraps(function)
+    async def run(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await function(ctx, *args, **kwargs)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise Retry(defer=OVERRUN_RETRY_DELAY_S) from exc
+
+    return run
+
+
 def within_budget(function: WorkerCoroutine, budget_s: float) -> WorkerCoroutine:
-    """`function`, turned into a Retry when it runs longer than `budget_s`."""
+    """`function`, turned into a Retry when it runs longer than `budget_s` or Redis is away."""
 
     @functools.wraps(function)
     async def run(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
@@ -90,7 +112,7 @@ def within_budget(function: WorkerCoroutine, budget_s: float) -> WorkerCoroutine
                 raise
             raise Retry(defer=OVERRUN_RETRY_DELAY_S) from exc
 
-    return run
+    return survives_redis_outage(run)
 
 
 def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
@@ -119,7 +141,7 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
                 keep_result=3600,
             ),
             func(
-                mirror_job,
+                survives_redis_outage(mirror_job),
                 max_tries=settings.mirror_max_tries + 1,
                 timeout=timeouts["mirror_job"],
                 keep_result=3600,
