@@ -43,6 +43,11 @@ STEP_MARGIN_S = 3.0
 # How much sooner than ARQ's timeout a task's own budget runs out (and it retries).
 BUDGET_HEADROOM_S = 1.0
 OVERRUN_RETRY_DELAY_S = 1.0
+# How long ARQ keeps a finished task's result. While it exists, the same task id is not
+# enqueued again (ARQ's rule, kept by store.enqueue); the job's own state guards every step
+# beyond that, so a minute covers the races and a job does not carry the results for an hour
+# (they were ~0.8 KB of the ~3 KB a finished job held in Redis).
+TASK_RESULT_KEEP_S = 60
 # ARQ's in-progress mark outlives the longest function timeout by this much.
 ARQ_IN_PROGRESS_EXTRA_S = 10.0
 
@@ -132,19 +137,19 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
                 bounded(dispatch_job),
                 max_tries=settings.dispatch_max_tries + 1,
                 timeout=timeouts["dispatch_job"],
-                keep_result=3600,
+                keep_result=TASK_RESULT_KEEP_S,
             ),
             func(
                 bounded(notify_job),
                 max_tries=settings.callback_max_tries + 1,
                 timeout=timeouts["notify_job"],
-                keep_result=3600,
+                keep_result=TASK_RESULT_KEEP_S,
             ),
             func(
                 survives_redis_outage(mirror_job),
                 max_tries=settings.mirror_max_tries + 1,
                 timeout=timeouts["mirror_job"],
-                keep_result=3600,
+                keep_result=TASK_RESULT_KEEP_S,
             ),
             # Both poll fal for as long as a request may run: bounded by the job's deadline
             # (the sweep ends the job then), not by a count of tries.
@@ -152,7 +157,7 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
                 bounded(fetch_result),
                 max_tries=polling_tries,
                 timeout=timeouts["fetch_result"],
-                keep_result=3600,
+                keep_result=TASK_RESULT_KEEP_S,
             ),
             # No result kept: a later unclear submit of the same job can enqueue it again.
             func(

@@ -12,6 +12,9 @@ import subprocess
 import time
 from pathlib import Path
 
+# deploy/redis.conf's value: job hashes hold URLs and small JSON values of a few hundred bytes.
+HASH_MAX_ZIPLIST_VALUE = 512
+
 
 class LocalRedisError(RuntimeError):
     """No redis-server binary could be found, or the server did not come up."""
@@ -72,6 +75,8 @@ class LocalRedis:
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", self.appendfsync,
+            # As deploy/redis.conf: a finished job's hash stays compact (see there).
+            "--hash-max-ziplist-value", str(HASH_MAX_ZIPLIST_VALUE),
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

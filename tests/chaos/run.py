@@ -21,6 +21,7 @@ import base64
 import json
 import os
 import random
+import re
 import secrets
 import signal
 import subprocess
@@ -64,6 +65,8 @@ RECONCILE_AFTER_S = 5.0
 LATE_WEBHOOK_S = 12.0  # after the reconciler has acted
 SUBMIT_GRACE_S = 30.0
 SUBMIT_LOOKUP_INTERVAL_S = 2.0
+# ARQ's log line for a task it ends as failed: "<t>s ! <task id>:<function> failed, <Error>".
+ARQ_FAILED_RE = re.compile(r"! \S+?:(\w+) failed, (\w+)")
 
 
 def job_input(endpoint: str, marker: str, media: str) -> dict[str, Any]:
@@ -537,6 +540,13 @@ def verdict(chaos: Chaos, jobs: dict[str, dict[str, Any]], elapsed_s: float) -> 
         1 for r in chaos.proxy.webhooks.values() if any(a in (401, 403) for a in r.forwarded)
     )
     worker_kill_list = [k for k in chaos.kills if k.what.startswith("worker")]
+    # Tasks ARQ ended as failed (it never runs those again): an exception that is no Retry.
+    dropped: Counter[str] = Counter()
+    for worker in chaos.workers:
+        for line in worker.log_path.read_text(errors="replace").splitlines():
+            found = ARQ_FAILED_RE.search(line)
+            if found:
+                dropped[f"{found[1]}: {found[2]}"] += 1
     median_s = sorted(terminal_s)[len(terminal_s) // 2] if terminal_s else 0.0
     rows: list[tuple[str, object]] = [
         ("jobs accepted (202)", f"{len(chaos.accepted)} over {len(ENDPOINTS)} endpoints"),
@@ -564,6 +574,7 @@ def verdict(chaos: Chaos, jobs: dict[str, dict[str, Any]], elapsed_s: float) -> 
         ("in flight at worker kills", f"{sum(k.submits_in_flight for k in worker_kill_list)} "
          f"submits, {sum(k.callbacks_in_flight for k in worker_kill_list)} callbacks"),
         ("workers exited on their own", f"{chaos.worker_exits} (restarted)"),
+        ("tasks ARQ ended as failed", dict(dropped) or 0),
         ("faults injected", dict(sorted(chaos.proxy.faults.items()))),
         ("callback receiver down", f"{chaos.receiver_down_s:.1f} s"),
         ("client retries", dict(chaos.client_retries)),
