@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from standardwebhooks import Webhook
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -39,7 +39,10 @@ class VerifyingReceiver:
 
     def app(self) -> Starlette:
         async def receive(request: Request) -> Response:
-            raw = await request.body()
+            try:
+                raw = await request.body()
+            except ClientDisconnect:
+                return Response(status_code=499)  # the sender was killed mid-request
             try:
                 event = self._webhook.verify(raw, dict(request.headers))
             except Exception:  # the library raises its own WebhookVerificationError
