@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: run test check lint types fuzz bench scaleout bench-longpoll clean
+.PHONY: run test check lint types fuzz bench scaleout bench-longpoll chaos clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "vidhook needs Python 3.11+; set PYTHON=python3.11")'
@@ -54,3 +54,9 @@ bench-longpoll: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .vidhook .pytest_cache .mypy_cache .ruff_cache tests/js/node_modules
+
+# 200 jobs through real processes while workers, the API and Redis are SIGKILLed, fal answers
+# 429/503 in bursts and rotates its signing key, webhooks are dropped, duplicated, delayed and
+# forged, the callback receiver goes down (~2 min). Prints figures; fails on a broken promise.
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos.run $(CHAOS_ARGS)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from workers.main import TASK_RESULT_KEEP_S
+
 INTAKE_TARGET = 0.70
 INTAKE_P99_TARGET_MS = 25.0
 WEBHOOK_TARGET = 0.60
@@ -107,9 +109,16 @@ def table(results: dict[str, Any]) -> str:
         f"{memory['excluded']:.0f} / {memory['included']:.0f} B | | | |"
     )
     rows.append(
-        f"| 6 | … plus ARQ's kept task results (dispatch + notify, expire after 1 h) | "
-        f"{memory['arq_results']:.0f} B | | | |"
+        f"| 6 | … plus ARQ's kept task results (expire {TASK_RESULT_KEEP_S} s after each task) | "
+        f"{memory['arq_results']:.0f} B | | | ≤ 2 KB without the result: "
+        f"{'met' if memory['excluded'] <= 2048 else 'missed'} |"
     )
+    breakdown = ", ".join(
+        f"{label} {value:.0f}"
+        for label, value in sorted(memory["per_key"].items(), key=lambda item: -item[1])
+        if not label.startswith("(") or label == "(state changes)"
+    )
+    rows.append(f"| 6 | breakdown per job (B; state changes: entries) | {breakdown} | | | |")
     poll = results["longpoll"]
     rows.append(
         f"| 7 | Redis commands per long-poll, {poll['polls']} concurrent `?wait=60`, held "

@@ -39,6 +39,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -68,6 +69,8 @@ from service.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 WRK_SCRIPT = ROOT / "bench" / "wrk" / "requests.lua"
 API_KEY = "bench-api-key-0123456789abcdef"
+# Every vidhook job id, as it appears inside Redis key names.
+JOB_ID_RE = re.compile(r"job_[0-9a-f]{32}")
 TENANT = "bench"
 FAL_KEY = "bench-fal-key"
 SIGNING_SEED = "b3" * 32
@@ -749,50 +752,82 @@ class Bench:
             await redis.aclose()
 
     async def memory(self, job_ids: list[str], used_before: int) -> dict[str, Any]:
-        """Bytes each finished job keeps in Redis, key by key (MEMORY USAGE, every element)."""
+        """Bytes each finished job keeps in Redis, key by key (MEMORY USAGE, every element).
+
+        Every key that names a sampled job (found by one SCAN) is measured under a label with
+        the job id taken out; the shared indexes and the global event stream are charged per
+        job by their share of entries. ARQ's task results are reported apart: they expire
+        TASK_RESULT_KEEP_S after the task, the rest lives as long as the job.
+        """
         redis = Redis.from_url(self.redis_url)
         try:
             used_after = int((await redis.info("memory"))["used_memory"])
             statuses = await self.count_status(job_ids)
-            index_key = f"vh:jobs:{TENANT}"
-            index_bytes = await redis.memory_usage(index_key, samples=0) or 0
-            index_share = index_bytes / max(1, await redis.zcard(index_key))
-            rows: dict[str, list[float]] = {}
             sample = job_ids[: min(len(job_ids), 300)]
+            sampled = set(sample)
+            by_job: dict[str, list[str]] = {}
+            async for raw in redis.scan_iter(count=1000):
+                key = raw.decode()
+                found = JOB_ID_RE.search(key)
+                if found and found[0] in sampled:
+                    by_job.setdefault(found[0], []).append(key)
+            rows: dict[str, list[float]] = {}
             for job_id in sample:
-                keys = {
-                    "job hash": f"vh:job:{job_id}",
-                    "job events": f"vh:job:{job_id}:events",
-                    "ARQ dispatch result": f"arq:result:{job_id}",
-                    "ARQ notify result": f"arq:result:notify:{job_id}",
-                }
-                for label, key in keys.items():
-                    rows.setdefault(label, []).append(
-                        float(await redis.memory_usage(key, samples=0) or 0)
-                    )
-                result = await redis.hget(keys["job hash"], "result") or b""
-                rows.setdefault("result payload", []).append(float(len(result)))
+                measured: dict[str, float] = {}
+                for key in by_job.get(job_id, []):
+                    label = key.replace(job_id, "{id}")
+                    measured[label] = float(await redis.memory_usage(key, samples=0) or 0)
+                job_key = f"vh:job:{job_id}"
+                result = await redis.hget(job_key, "result") or b""
+                measured["(result payload)"] = float(len(result))
                 # The same hash without the result field, measured the same way.
-                dumped = await redis.dump(keys["job hash"])
-                scratch = f"bench:scratch:{job_id}"
-                await redis.restore(scratch, 0, dumped, replace=True)
-                await redis.hdel(scratch, "result")
-                rows.setdefault("job hash without result", []).append(
-                    float(await redis.memory_usage(scratch, samples=0) or 0)
+                dumped = await redis.dump(job_key)
+                if dumped is not None:
+                    scratch = f"bench:scratch:{job_id}"
+                    await redis.restore(scratch, 0, dumped, replace=True)
+                    await redis.hdel(scratch, "result")
+                    measured["vh:job:{id} without result"] = float(
+                        await redis.memory_usage(scratch, samples=0) or 0
+                    )
+                    encoding = await redis.object("encoding", job_key)
+                    # 1 when Redis keeps the hash compact (no value over hash-max-ziplist-value).
+                    measured["(job hash compact)"] = float(encoding in (b"ziplist", b"listpack"))
+                    await redis.delete(scratch)
+                measured["(state changes)"] = float(
+                    await redis.xlen(f"vh:job:{job_id}:transitions")
                 )
-                await redis.delete(scratch)
+                for label, value in measured.items():
+                    rows.setdefault(label, []).append(value)
+            changes_per_job = statistics.fmean(rows.get("(state changes)", [0.0]))
+            shared: dict[str, float] = {}
+            for key, count in (
+                (f"vh:jobs:{TENANT}", "zcard"),
+                ("vh:jobs", "zcard"),
+                ("vh:events", "xlen"),
+            ):
+                entries = await getattr(redis, count)(key)
+                if not entries:
+                    continue
+                per_entry = (await redis.memory_usage(key, samples=0) or 0) / entries
+                # A job has one entry in each index, and one stream entry per state change.
+                per_job = 1.0 if count == "zcard" else changes_per_job
+                shared[f"{key} (share)"] = per_entry * per_job
         finally:
             await redis.aclose()
         mean = {label: statistics.fmean(values) for label, values in rows.items()}
-        kept = mean["job hash"] + mean["job events"] + index_share
-        arq = mean["ARQ dispatch result"] + mean["ARQ notify result"]
-        excluded = mean["job hash without result"] + mean["job events"] + index_share
+        mean.update(shared)
+        arq = sum(v for label, v in mean.items() if label.startswith("arq:"))
+        kept = sum(
+            v
+            for label, v in mean.items()
+            if label.startswith("vh:") and not label.endswith("without result")
+        )
+        excluded = kept - mean.get("vh:job:{id}", 0) + mean.get("vh:job:{id} without result", 0)
         return {
             "jobs": len(job_ids),
             "statuses": statuses,
             "sampled": len(sample),
             "per_key": mean,
-            "tenant_index_share": index_share,
             "included": kept,
             "excluded": excluded,
             "arq_results": arq,

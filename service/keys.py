@@ -61,6 +61,11 @@ class RedisKeys:
         """Sorted set of every active job's id, by its deadline (ms)."""
         return f"{self.prefix}active"
 
+    @property
+    def sweep_cursor(self) -> str:
+        """Where the deadline sweep's walk of the active index goes on from (a deadline, ms)."""
+        return f"{self.prefix}sweep:cursor"
+
     def tenant_jobs(self, tenant: str) -> str:
         """Sorted set of a tenant's job ids by creation time (ms)."""
         return f"{self.prefix}jobs:{tenant}"

@@ -431,12 +431,28 @@ class JobStore:
         raw = await self.redis.zrangebyscore(self.keys.active, "-inf", at_ms, start=0, num=limit)
         return [item.decode() for item in raw]
 
-    async def active_jobs(self, *, after_deadline_ms: int, limit: int = 1000) -> list[str]:
-        """Ids of active jobs with a deadline after `after_deadline_ms` (for paging)."""
-        raw = await self.redis.zrangebyscore(
-            self.keys.active, f"({after_deadline_ms}", "+inf", start=0, num=limit
+    async def next_active_page(self, *, after_deadline_ms: int, limit: int) -> list[str]:
+        """The next `limit` active jobs with a deadline after `after_deadline_ms`, for a sweep.
+
+        Successive calls walk the whole index: a cursor in Redis (the last deadline read) says
+        where the next page starts, and goes back to the start after the last page. The page
+        starts at that deadline inclusive, so jobs sharing it are read twice rather than skipped
+        (sweeping a job twice is harmless); only a page that is all one deadline moves past it.
+        """
+        raw_cursor = await self.redis.get(self.keys.sweep_cursor)
+        cursor = int(raw_cursor) if raw_cursor is not None else None
+        low = f"({after_deadline_ms}" if cursor is None or cursor <= after_deadline_ms else cursor
+        page = await self.redis.zrangebyscore(
+            self.keys.active, low, "+inf", start=0, num=limit, withscores=True
         )
-        return [item.decode() for item in raw]
+        if len(page) < limit:
+            await self.redis.delete(self.keys.sweep_cursor)  # the end: start over next time
+        else:
+            first, last = int(page[0][1]), int(page[-1][1])
+            await self.redis.set(
+                self.keys.sweep_cursor, last + 1 if first == last else last, ex=86_400
+            )
+        return [member.decode() for member, _ in page]
 
     async def deadline_ms(self, job_id: str) -> int | None:
         score = await self.redis.zscore(self.keys.active, job_id)

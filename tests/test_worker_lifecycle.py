@@ -28,13 +28,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from service.dev.localredis import free_port
 from service.jobs import Job, JobStatus
 from service.keys import RedisKeys
 from service.settings import Settings
 from service.store import JobStore, Task, now_ms
 from tests.support.isolation import environment, isolated
 from tests.support.servers import ServerThread
-from workers.main import kill_recovery_s, within_budget
+from workers.main import kill_recovery_s, survives_redis_outage, within_budget
 
 
 class HoldingReceiver:
@@ -247,3 +248,18 @@ def test_a_task_overrunning_its_budget_is_retried_not_dropped() -> None:
     with pytest.raises(TimeoutError, match="the step's own"):
         asyncio.run(within_budget(own_timeout, 5)({}, "job_1"))
     assert within_budget(slow_step, 1).__qualname__ == slow_step.__qualname__
+
+
+def test_a_redis_outage_mid_task_is_a_retry_not_a_failure_arq_drops() -> None:
+    # Found by `make chaos`: a step whose Redis call fails while Redis restarts raised
+    # ConnectionError, which ARQ records as a final failure: the task (a callback, a mirror)
+    # was gone once Redis was back. A real Redis client, pointed where nothing listens.
+    async def step_on_a_dead_redis(ctx: dict[str, object], job_id: str) -> str:
+        async with AsyncRedis.from_url(f"redis://127.0.0.1:{free_port()}/0") as redis:
+            await redis.hget(f"job:{job_id}", "status")
+        return "never"
+
+    with pytest.raises(Retry):
+        asyncio.run(within_budget(step_on_a_dead_redis, 5)({}, "job_1"))
+    with pytest.raises(Retry):
+        asyncio.run(survives_redis_outage(step_on_a_dead_redis)({}, "job_1"))

@@ -28,7 +28,8 @@ from workers.results import end_past_deadline, request_urls
 
 logger = logging.getLogger("vidhook.deadlines")
 
-# Jobs looked at per sweep, overdue ones (oldest first) and others for lost tasks.
+# Jobs looked at per sweep, overdue ones (oldest first) and others for lost tasks; the others
+# are paged with a cursor kept in Redis, so successive sweeps cover every active job.
 SWEEP_BATCH = 2000
 # A step that just moved a job may not have let go of its task yet: leave younger changes be.
 SETTLING_MS = 120_000
@@ -37,18 +38,19 @@ SETTLING_MS = 120_000
 DELIVERY_SETTLING_MS = 3_000
 
 
-async def sweep_jobs(ctx: dict[str, Any]) -> str:
+async def sweep_jobs(ctx: dict[str, Any], *, batch: int = SWEEP_BATCH) -> str:
     """End overdue jobs and re-enqueue lost tasks; returns a summary."""
     w = worker_context(ctx)
     at_ms = now_ms()
-    overdue = await w.store.overdue_jobs(at_ms, limit=SWEEP_BATCH)
+    # Ended jobs leave the index, so the next sweep's first page is the next overdue ones.
+    overdue = await w.store.overdue_jobs(at_ms, limit=batch)
     for job_id in overdue:
         await _end_overdue(w, job_id)
     recovered = 0
     if await w.budgets.paused() is not None and await w.store.ensure_task(probe_task(w)):
         recovered += 1
         logger.warning("dispatch paused with no probe queued: re-enqueued it")
-    for job_id in await w.store.active_jobs(after_deadline_ms=at_ms, limit=SWEEP_BATCH):
+    for job_id in await w.store.next_active_page(after_deadline_ms=at_ms, limit=batch):
         job = await w.store.get(job_id)
         if job is None or job.status.is_terminal:
             await w.store.forget_active(job_id)

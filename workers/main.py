@@ -8,7 +8,9 @@ longest step is dispatch's 18 s, so a SIGKILLed worker's tasks resume within 28 
 
 ARQ drops a task that hits its timeout (no retry). So each task also runs under a budget one
 second shorter, and overrunning it is a Retry: every step is safe to run again (an unclear
-submit waits out its grace period), and a slow moment never loses a job.
+submit waits out its grace period), and a slow moment never loses a job. ARQ likewise drops a
+task that raises, so a Redis outage in the middle of a step (a lost connection, a Redis
+restarting from its AOF) is a Retry too, not a failure.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from arq.connections import RedisSettings
 from arq.cron import cron
 from arq.typing import WorkerCoroutine
 from arq.worker import Worker, func
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import tasks
 from service.settings import Settings
@@ -42,6 +46,11 @@ STEP_MARGIN_S = 3.0
 # How much sooner than ARQ's timeout a task's own budget runs out (and it retries).
 BUDGET_HEADROOM_S = 1.0
 OVERRUN_RETRY_DELAY_S = 1.0
+# How long ARQ keeps a finished task's result. While it exists, the same task id is not
+# enqueued again (ARQ's rule, kept by store.enqueue); the job's own state guards every step
+# beyond that, so a minute covers the races and a job does not carry the results for an hour
+# (they were ~0.8 KB of the ~3 KB a finished job held in Redis).
+TASK_RESULT_KEEP_S = 60
 # ARQ's in-progress mark outlives the longest function timeout by this much.
 ARQ_IN_PROGRESS_EXTRA_S = 10.0
 # ARQ tries of one callback attempt task (see create_worker).
@@ -88,8 +97,26 @@ def kill_recovery_s(settings: Settings) -> float:
     return max(function_timeouts_s(settings).values()) + ARQ_IN_PROGRESS_EXTRA_S
 
 
+def survives_redis_outage(function: WorkerCoroutine) -> WorkerCoroutine:
+    """`function`, turned into a Retry when Redis cannot be reached mid-step.
+
+    ARQ records any exception but Retry as the task's final failure and never runs it again;
+    a callback or mirror task lost that way is not found again by the deadline sweep (its job
+    is terminal). Every step is safe to run twice, so running it again is right.
+    """
+
+    @functools.wraps(function)
+    async def run(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await function(ctx, *args, **kwargs)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise Retry(defer=OVERRUN_RETRY_DELAY_S) from exc
+
+    return run
+
+
 def within_budget(function: WorkerCoroutine, budget_s: float) -> WorkerCoroutine:
-    """`function`, turned into a Retry when it runs longer than `budget_s`."""
+    """`function`, turned into a Retry when it runs longer than `budget_s` or Redis is away."""
 
     @functools.wraps(function)
     async def run(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
@@ -102,7 +129,7 @@ def within_budget(function: WorkerCoroutine, budget_s: float) -> WorkerCoroutine
                 raise
             raise Retry(defer=OVERRUN_RETRY_DELAY_S) from exc
 
-    return run
+    return survives_redis_outage(run)
 
 
 class VidhookWorker(Worker):
@@ -137,7 +164,7 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
                 bounded(dispatch_job),
                 max_tries=settings.dispatch_max_tries + 1,
                 timeout=timeouts["dispatch_job"],
-                keep_result=3600,
+                keep_result=TASK_RESULT_KEEP_S,
             ),
             # Each attempt is a task of its own and the schedule's place is in Redis: ARQ's
             # tries only count overruns and killed workers. Should ARQ drop one anyway, the
@@ -146,19 +173,19 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
                 bounded(deliver_callback),
                 max_tries=DELIVERY_ATTEMPT_MAX_TRIES,
                 timeout=timeouts["deliver_callback"],
-                keep_result=3600,
+                keep_result=TASK_RESULT_KEEP_S,
             ),
             func(
                 bounded(notify_job),
                 max_tries=DELIVERY_ATTEMPT_MAX_TRIES,
                 timeout=timeouts["notify_job"],
-                keep_result=3600,
+                keep_result=TASK_RESULT_KEEP_S,
             ),
             func(
-                mirror_job,
+                survives_redis_outage(mirror_job),
                 max_tries=settings.mirror_max_tries + 1,
                 timeout=timeouts["mirror_job"],
-                keep_result=3600,
+                keep_result=TASK_RESULT_KEEP_S,
             ),
             func(
                 bounded(keep_input),
@@ -173,7 +200,7 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
                 bounded(fetch_result),
                 max_tries=polling_tries,
                 timeout=timeouts["fetch_result"],
-                keep_result=3600,
+                keep_result=TASK_RESULT_KEEP_S,
             ),
             # No result kept: a later unclear submit of the same job can enqueue it again.
             func(

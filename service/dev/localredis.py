@@ -12,6 +12,9 @@ import subprocess
 import time
 from pathlib import Path
 
+# deploy/redis.conf's value: job hashes hold URLs and small JSON values of a few hundred bytes.
+HASH_MAX_ZIPLIST_VALUE = 512
+
 
 class LocalRedisError(RuntimeError):
     """No redis-server binary could be found, or the server did not come up."""
@@ -43,11 +46,19 @@ def free_port(host: str = "127.0.0.1") -> int:
 class LocalRedis:
     """A redis-server child bound to loopback on `port`, keeping its files in `data_dir`."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, *, appendonly: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        appendonly: bool = True,
+        appendfsync: str = "everysec",
+    ) -> None:
         # Absolute: redis-server changes into --dir before it opens --logfile.
         self.data_dir = data_dir.resolve()
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,6 +74,9 @@ class LocalRedis:
             "--dir", str(self.data_dir),
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", self.appendfsync,
+            # As deploy/redis.conf: a finished job's hash stays compact (see there).
+            "--hash-max-ziplist-value", str(HASH_MAX_ZIPLIST_VALUE),
             "--logfile", str(self.data_dir / "redis.log"),
         ]  # fmt: skip
         self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -76,6 +90,16 @@ class LocalRedis:
             time.sleep(0.02)
         self.stop()
         raise LocalRedisError(f"redis-server did not answer on port {self.port} in {timeout_s}s")
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would end it; `start()` brings it back from its AOF."""
+        if self._process is None:
+            return
+        self._process.kill()
+        self._process.wait()
+        if self._process.stderr:
+            self._process.stderr.close()
+        self._process = None
 
     def stop(self) -> None:
         if self._process is None:

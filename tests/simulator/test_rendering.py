@@ -6,7 +6,9 @@ fixture) and each test then waits for and checks its own.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+from service.dev.simulator.ffmpeg import ffmpeg_exe
+from service.dev.simulator.render import Renderer, plan_for
 from tests.simulator.conftest import Sim
 from tests.simulator.helpers import Mp4Info, Receiver, data_uri, probe_mp4, verifying_key_index
 
@@ -192,3 +196,27 @@ def test_only_finished_files_remain_once_renders_are_done(
     assert isinstance(data_dir, Path)
     assert not list(data_dir.glob("*.part"))
     assert not list((data_dir / "work").iterdir())
+
+
+def test_the_render_cache_hands_an_identical_plan_the_same_bytes_and_a_new_one_a_new_render(
+    tmp_path: Path,
+) -> None:
+    still = Path("service/dev/simulator/samples/sample.jpg")
+    renderer = Renderer(ffmpeg_exe(), cache_dir=tmp_path / "cache")
+
+    def render(name: str, duration_s: int) -> tuple[Path, float]:
+        output = tmp_path / name
+        plan = plan_for(
+            [still], resolution="720p", aspect_ratio="16:9", duration_s=duration_s,
+            audio=False, output=output,
+        )  # fmt: skip
+        started = time.monotonic()
+        asyncio.run(renderer.render(plan))
+        return output, time.monotonic() - started
+
+    first, _ = render("a.mp4", 4)
+    again, took_s = render("b.mp4", 4)
+    other, _ = render("c.mp4", 5)
+    assert again.read_bytes() == first.read_bytes() and took_s < 0.5
+    assert first.stat().st_ino == again.stat().st_ino != other.stat().st_ino
+    assert abs(probe_mp4(other.read_bytes()).duration_s - 5) <= DURATION_TOLERANCE_S

@@ -7,7 +7,10 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from service.dev.simulator.signing import WebhookSigner, signed_message
 from tests.simulator.conftest import Sim, _start_sim
 from tests.simulator.helpers import Receiver, verifying_key_index
 
@@ -76,3 +79,35 @@ def test_rotation_publishes_every_key_and_signs_with_the_first(
     only_old = {"keys": jwks["keys"][1:]}
     assert verifying_key_index(delivery, only_old) is None
     assert json.loads(delivery.body)["status"] == "ERROR"
+
+
+def test_timed_rotation_signs_with_each_key_in_turn_and_publishes_its_neighbours() -> None:
+    now = [100.0]
+    seeds = [f"{i:02x}" * 32 for i in range(1, 5)]
+    signer = WebhookSigner(seeds, rotation_s=10.0, clock=lambda: now[0])
+    publics = [Ed25519PrivateKey.from_private_bytes(bytes.fromhex(s)).public_key() for s in seeds]
+    kids = [WebhookSigner([seed]).jwks()["keys"][0]["kid"] for seed in seeds]
+    message = signed_message("r", "u", "1", b"{}")
+
+    def signing_index() -> int:
+        signature = bytes.fromhex(
+            signer.sign(request_id="r", user_id="u", timestamp="1", body=b"{}")
+        )
+        for index, public in enumerate(publics):
+            try:
+                public.verify(signature, message)
+                return index
+            except InvalidSignature:
+                continue
+        raise AssertionError("no key verifies")
+
+    def published() -> list[str]:
+        return [key["kid"] for key in signer.jwks()["keys"]]
+
+    assert signing_index() == 0 and published() == kids[0:2]
+    now[0] += 10.5
+    assert signing_index() == 1 and published() == kids[0:3]
+    now[0] += 10
+    assert signing_index() == 2 and published() == kids[1:4]
+    now[0] += 100  # the last key stays
+    assert signing_index() == 3 and published() == kids[2:4]

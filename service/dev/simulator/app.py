@@ -235,7 +235,7 @@ def create_app(config: SimulatorConfig) -> Starlette:
     directory (a temporary one, removed at shutdown, when `config.data_dir` is None) and, at
     shutdown, cancels renders and webhook deliveries still in flight.
     """
-    signer = WebhookSigner(config.signing_keys)
+    signer = WebhookSigner(config.signing_keys, rotation_s=config.key_rotation_s)
     api = _QueueApi(config, signer)
 
     @contextlib.asynccontextmanager
@@ -250,8 +250,14 @@ def create_app(config: SimulatorConfig) -> Starlette:
             client = await stack.enter_async_context(httpx.AsyncClient(timeout=_CLIENT_TIMEOUT))
             exe = ffmpeg_exe()
             inference = Inference(
-                loader=MediaLoader(client, exe),
-                renderer=Renderer(exe),
+                loader=MediaLoader(
+                    client,
+                    exe,
+                    cache_dir=data_dir / "decode-cache" if config.render_cache else None,
+                ),
+                renderer=Renderer(
+                    exe, cache_dir=data_dir / "render-cache" if config.render_cache else None
+                ),
                 data_dir=data_dir,
                 public_url=config.public_url,
                 delay_s=config.delay_s,

@@ -31,6 +31,12 @@ class SimulatorConfig(BaseSettings):
     webhook_time_scale: float = Field(default=0.01, ge=0.0)
     concurrency: int = Field(default=2, ge=1)
     data_dir: Path | None = None
+    key_rotation_s: float = Field(
+        default=0.0, ge=0.0, description="Signing keys take turns this often; 0: the first signs."
+    )
+    render_cache: bool = Field(
+        default=False, description="Reuse the MP4 of an identical earlier render (load tests)."
+    )
 
     @field_validator("signing_keys", mode="before")
     @classmethod

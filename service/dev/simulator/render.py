@@ -9,6 +9,9 @@ spectacle here. Two stills cross-fade (first/last frame); several play as a slid
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,13 +116,35 @@ def build_args(plan: RenderPlan) -> list[str]:
 
 
 class Renderer:
-    """Renders plans with one ffmpeg binary; the output appears atomically when complete."""
+    """Renders plans with one ffmpeg binary; the output appears atomically when complete.
 
-    def __init__(self, ffmpeg: str) -> None:
+    With `cache_dir`, a plan whose stills have the same bytes and whose frame size, duration and
+    audio are the same as an earlier one's gets a hard link to that earlier file: ffmpeg is
+    deterministic here, so the bytes are what it would have written, in no time (a 720p render
+    costs seconds of CPU; load tests of hundreds of jobs on one machine need the CPU elsewhere).
+    """
+
+    def __init__(self, ffmpeg: str, cache_dir: Path | None = None) -> None:
         self._ffmpeg = ffmpeg
+        self._cache_dir = cache_dir
+        # One render per cache key at a time: a burst of identical requests renders once.
+        self._rendering: dict[Path, asyncio.Lock] = {}
 
     async def render(self, plan: RenderPlan) -> None:
         """Render `plan` to `plan.output`. Raises RenderError (or TimeoutError on overrun)."""
+        cached = await asyncio.to_thread(self._cached_path, plan)
+        if cached is None:
+            await self._render(plan, None)
+            return
+        async with self._rendering.setdefault(cached, asyncio.Lock()):
+            if await asyncio.to_thread(cached.is_file):
+                partial = plan.output.with_name(plan.output.name + ".part")
+                await asyncio.to_thread(_link_or_replace, cached, partial)
+                await asyncio.to_thread(partial.replace, plan.output)
+                return
+            await self._render(plan, cached)
+
+    async def _render(self, plan: RenderPlan, cached: Path | None) -> None:
         partial = plan.output.with_name(plan.output.name + ".part")
         run = await run_ffmpeg(self._ffmpeg, [*build_args(plan), str(partial)], _RENDER_TIMEOUT_S)
         if not run.ok:
@@ -127,6 +152,24 @@ class Renderer:
             raise RenderError(run.tail())
         # The file server must never hand out a half-written MP4.
         await asyncio.to_thread(partial.replace, plan.output)
+        if cached is not None:
+            await asyncio.to_thread(_link_or_replace, plan.output, cached)
+
+    def _cached_path(self, plan: RenderPlan) -> Path | None:
+        if self._cache_dir is None:
+            return None
+        stills = [hashlib.sha256(still.read_bytes()).hexdigest() for still in plan.stills]
+        key = json.dumps([stills, plan.width, plan.height, plan.duration_s, plan.audio])
+        self._cache_dir.mkdir(parents=True, exist_ok=True)
+        return self._cache_dir / (hashlib.sha256(key.encode()).hexdigest() + ".mp4")
+
+
+def _link_or_replace(source: Path, target: Path) -> None:
+    """Make `target` a hard link to `source` (replacing it), atomically for readers."""
+    temporary = target.with_name(f"{target.name}.{os.getpid()}.link")
+    temporary.unlink(missing_ok=True)
+    os.link(source, temporary)
+    temporary.replace(target)
 
 
 def plan_for(

@@ -3,13 +3,19 @@
 fal signs `request_id \\n user_id \\n timestamp \\n sha256hex(raw body)` and sends the signature
 hex-encoded. The first key signs; every key is published, which is how a rotation looks to a
 verifier: the new key appears in the JWKS before (or while) it signs.
+
+With a rotation period, the keys take turns instead: key i signs during the i-th period (the
+last one stays), and the JWKS publishes the one before (deliveries signed just before the
+turn), the current one and the next (before it signs), so a verifier's cached JWKS goes stale
+and must be fetched again the way a real rotation makes it.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -29,20 +35,38 @@ def _b64url(raw: bytes) -> str:
 class WebhookSigner:
     """Signs webhook deliveries with the first key and publishes all keys as a JWKS."""
 
-    def __init__(self, seeds_hex: Sequence[str]) -> None:
+    def __init__(
+        self,
+        seeds_hex: Sequence[str],
+        *,
+        rotation_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not seeds_hex:
             raise ValueError("at least one signing key is needed")
         self._keys = [Ed25519PrivateKey.from_private_bytes(bytes.fromhex(s)) for s in seeds_hex]
+        self._rotation_s = rotation_s
+        self._clock = clock
+        self._started = clock()
+
+    def _current(self) -> int:
+        if self._rotation_s <= 0:
+            return 0
+        return min(int((self._clock() - self._started) / self._rotation_s), len(self._keys) - 1)
 
     def sign(self, *, request_id: str, user_id: str, timestamp: str, body: bytes) -> str:
         """Return the hex signature for one delivery attempt."""
         message = signed_message(request_id, user_id, timestamp, body)
-        return self._keys[0].sign(message).hex()
+        return self._keys[self._current()].sign(message).hex()
 
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The JSON Web Key Set: OKP/Ed25519 keys, `x` base64url without padding."""
+        published = self._keys
+        if self._rotation_s > 0:
+            current = self._current()
+            published = self._keys[max(0, current - 1) : current + 2]
         keys = []
-        for key in self._keys:
+        for key in published:
             public = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
             keys.append(
                 {
