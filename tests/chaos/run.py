@@ -676,6 +676,10 @@ def main(argv: list[str] | None = None) -> int:
         "CALLBACK_SIGNING_SECRET": secret,
         "CALLBACK_ALLOW_PRIVATE_TARGETS": "true",
         "CALLBACK_TIMEOUT_S": "3",
+        # The default schedule's 5-minute third step, scaled down like every other timing here:
+        # the receiver's outage outlasts the first two attempts.
+        "CALLBACK_RETRY_SCHEDULE_S": "0,1,2,4,8,15,30",
+        "DEADLINE_SWEEP_INTERVAL_S": "5",
         "FAL_SUBMIT_TIMEOUT_S": str(FAL_SUBMIT_TIMEOUT_S),
         "FAL_STATUS_TIMEOUT_S": str(FAL_STATUS_TIMEOUT_S),
         "MIRROR_TIMEOUT_S": "5",
