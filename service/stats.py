@@ -239,6 +239,11 @@ STATS_SCHEMA: dict[str, Any] = {
                 }
             },
         },
+        "dead_letters_last_hour": {
+            **_COUNT,
+            "description": "Callback deliveries dead-lettered in the last hour (the scope's "
+            "dead-letter lists, GET /v1/callbacks/dead).",
+        },
         "dispatch": {
             "type": "object",
             "description": "Whether dispatch is paused (fal refused our key), and why.",

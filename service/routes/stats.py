@@ -13,6 +13,8 @@ from service.auth import admin_name, authenticate
 from service.context import ApiContext
 from service.store import now_ms
 
+HOUR_MS = 3_600_000
+
 
 async def read_stats(request: Request) -> Response:
     """A tenant key: that tenant's numbers; an ADMIN_API_KEYS key: every tenant's."""
@@ -26,6 +28,11 @@ async def read_stats(request: Request) -> Response:
         set(answer.get("tenants") or {}) | set(ctx.settings.budget.tenants)
     )  # fmt: skip
     rows: list[dict[str, Any]] = []
+    # The tenants' dead-letter lists are scored by the time of the dead letter.
+    dead = 0
+    for name in tenants:
+        dead += await ctx.redis.zcount(ctx.store.keys.dead_letters(name), at_ms - HOUR_MS, "+inf")
+    answer["dead_letters_last_hour"] = dead
     for name in tenants:
         usage = await ctx.budgets.usage(name, at_ms)
         rows.append(

@@ -238,6 +238,8 @@ def test_410_gone_stops_at_once_and_dead_letters(
     assert "410" in delivery["dead_letter_reason"]
     dead = api.get("/v1/callbacks/dead").json()["data"]
     assert job_id in [d["job_id"] for d in dead]
+    # The overview counts it among the last hour's dead letters.
+    assert api.get("/v1/stats").json()["dead_letters_last_hour"] >= 1
 
 
 def test_retry_after_of_a_503_is_honoured(
