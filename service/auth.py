@@ -15,6 +15,7 @@ from starlette.requests import Request
 
 from service.context import ApiContext, key_digest
 from service.errors import NotFound, Unauthorized
+from service.jobs import Job
 
 BEARER = frozenset({"bearer"})
 FAL_KEY = frozenset({"key"})
@@ -51,6 +52,21 @@ def admin_name(request: Request) -> str | None:
     ctx: ApiContext = request.app.state.ctx
     key = _key(request, BEARER)
     return ctx.admins_by_key_digest.get(key_digest(key)) if key else None
+
+
+async def owned_job(request: Request) -> Job:
+    """The job of the path's `job_id` as its caller may see it, read once.
+
+    A tenant key sees its own tenant's jobs; an ADMIN_API_KEYS key any job. NotFound
+    otherwise (another tenant's job answers as a missing one), Unauthorized for any other key.
+    """
+    ctx: ApiContext = request.app.state.ctx
+    job_id = request.path_params["job_id"]
+    tenant = None if admin_name(request) is not None else await authenticate(request)
+    job = await ctx.store.get(job_id)
+    if job is None or (tenant is not None and job.tenant != tenant):
+        raise NotFound(f"No job {job_id!r}.")
+    return job
 
 
 async def acting_tenant(request: Request, job_id: str) -> tuple[str, bool]:

@@ -11,28 +11,18 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from service.auth import acting_tenant, admin_name, authenticate
+from service.auth import admin_name, authenticate, owned_job
 from service.context import ApiContext
 from service.deliveries import DEAD_LETTERS_MAX
 from service.domain_errors import NothingToRedeliver
-from service.errors import InvalidRequest, NotFound
-from service.jobs import CALLBACK_EVENT_TYPES, Job
-
-
-async def _owned_job(request: Request) -> Job:
-    ctx: ApiContext = request.app.state.ctx
-    job_id = request.path_params["job_id"]
-    tenant, _ = await acting_tenant(request, job_id)
-    job = await ctx.store.get(job_id)
-    if job is None or job.tenant != tenant:
-        raise NotFound(f"No job {job_id!r}.")
-    return job
+from service.errors import InvalidRequest
+from service.jobs import CALLBACK_EVENT_TYPES
 
 
 async def list_deliveries(request: Request) -> Response:
     """Every delivery of the job's callback, oldest first, each with its attempts."""
     ctx: ApiContext = request.app.state.ctx
-    job = await _owned_job(request)
+    job = await owned_job(request)
     found = await ctx.deliveries.for_job(job.id)
     return JSONResponse(
         {
@@ -47,7 +37,7 @@ async def redeliver(request: Request) -> Response:
     """202: the job's dead-lettered deliveries (or `?event=`'s, or else the latest finished
     one) are sent again; 409 when the job has no callback or nothing finished to send."""
     ctx: ApiContext = request.app.state.ctx
-    job = await _owned_job(request)
+    job = await owned_job(request)
     event = request.query_params.get("event") or None
     if event is not None and event not in CALLBACK_EVENT_TYPES:
         raise _bad_query("event", "must be one of " + ", ".join(CALLBACK_EVENT_TYPES))

@@ -14,9 +14,9 @@ import logging
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from service.auth import acting_tenant
+from service.auth import owned_job
 from service.context import ApiContext
-from service.errors import NotFound, StorageUnavailable
+from service.errors import StorageUnavailable
 from service.input_archive import read_archived_input
 from service.media import MediaError
 
@@ -25,17 +25,13 @@ logger = logging.getLogger("vidhook.job_input")
 
 async def get_job_input(request: Request) -> Response:
     ctx: ApiContext = request.app.state.ctx
-    job_id = request.path_params["job_id"]
-    tenant, _ = await acting_tenant(request, job_id)
-    job = await ctx.store.get(job_id)
-    if job is None or job.tenant != tenant:
-        raise NotFound(f"No job {job_id!r}.")
+    job = await owned_job(request)
     fal_input, kept = job.input, "redis" if job.input is not None else None
     if fal_input is None and job.input_key:
         try:
             fal_input, kept = await read_archived_input(ctx.media, job.input_key), "media"
         except MediaError as exc:
-            logger.warning("job_input.unreadable", extra={"job_id": job_id, "error": str(exc)})
+            logger.warning("job_input.unreadable", extra={"job_id": job.id, "error": str(exc)})
             raise StorageUnavailable(
                 "The job's input could not be read from the media store."
             ) from exc
