@@ -7,9 +7,10 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Self
 
 from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -33,6 +34,18 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy with `update` applied, and none of this object's derived values.
+
+        pydantic copies the instance's `__dict__`, where cached properties keep what they
+        computed: a copy with another schedule or other secrets would carry the old ones.
+        """
+        copied = super().model_copy(update=update, deep=deep)
+        for name, member in vars(type(self)).items():
+            if isinstance(member, cached_property):
+                copied.__dict__.pop(name, None)
+        return copied
 
     redis_url: str = Field(
         description="Redis holding jobs and the ARQ queue, e.g. redis://host:6379/0"
@@ -349,7 +362,6 @@ class Settings(BaseSettings):
 
     @property
     def budget(self) -> BudgetConfig:
-        # Not a cached_property: model_copy() would carry a stale one into a changed copy.
         return _budget_config(self.fal_max_in_flight, self.tenant_limits, self.job_deadline_s)
 
     @property

@@ -41,6 +41,21 @@ def test_valid_settings_parse_keys_and_defaults() -> None:
     assert url.startswith("https://vidhook.example.com/v1/fal/webhooks/job_1?token=")
 
 
+def test_a_changed_copy_derives_its_values_afresh() -> None:
+    settings = Settings(**VALID, callback_retry_schedule_s="0,5")
+    assert settings.callback_schedule_s == (0.0, 5.0)  # computed, and cached on `settings`
+    assert settings.tenants_by_api_key["key-for-tenant-one-0000"] == "one"
+    copy = settings.model_copy(
+        update={
+            "callback_retry_schedule_s": "0,0.2,1.5",
+            "api_keys": "key-for-tenant-three-0:three",
+        }
+    )
+    assert copy.callback_schedule_s == (0.0, 0.2, 1.5)
+    assert copy.tenants_by_api_key == {"key-for-tenant-three-0": "three"}
+    assert settings.callback_schedule_s == (0.0, 5.0)
+
+
 def test_webhook_tokens_differ_per_job_and_per_key() -> None:
     settings = Settings(**VALID)
     token = settings.webhook_tokens.token("job_1")
