@@ -571,7 +571,8 @@ class Bench:
         post_ids = uvloop.run(self.enqueue_posts(self.plan.dispatch_jobs))
         env = {**self.vidhook_env(fake), "NOOP_QUEUE": NOOP_QUEUE, "NOOP_POST_URL": fake}
         self.stack.start("post-worker", ["bench.noop_worker"], env)
-        ceiling = uvloop.run(self.drained(NOOP_QUEUE, post_ids, 120))
+        with self.sampled("post-worker", "budget", delay_s=0.5):
+            ceiling = uvloop.run(self.drained(NOOP_QUEUE, post_ids, 120))
         self.stack.stop("post-worker")
         return ceiling
 
@@ -582,7 +583,8 @@ class Bench:
         job_ids = uvloop.run(self.create_jobs(count, self.intake_body()))
         before = uvloop.run(self.redis_figures())
         self.stack.start("worker-budget", ["service.cli", "worker"], self.vidhook_env(fake))
-        dispatch = uvloop.run(self.drained("vidhook:queue", job_ids, 180))
+        with self.sampled("worker-budget", "budget", delay_s=1.5):
+            dispatch = uvloop.run(self.drained("vidhook:queue", job_ids, 180))
         self.stack.stop("worker-budget")
         after = uvloop.run(self.redis_figures())
         dispatch["leases_held"] = after["leases"]

@@ -58,8 +58,8 @@ ADMIT_BATCH = 500
 MICRO = 1_000_000
 DAY_TTL_S = 3 * 86_400
 MONTH_TTL_S = 62 * 86_400
-PROBE_TASK_ID = "probe-fal"
-WAKE_TASK_ID = "wake-dispatch"
+PROBE_TASK_NAME = "probe-fal"
+WAKE_TASK_NAME = "wake-dispatch"
 # When a 429 carries no Retry-After.
 DEFAULT_SLOW_DOWN_S = 5.0
 

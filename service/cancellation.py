@@ -58,7 +58,7 @@ async def cancel_job(ctx: ApiContext, tenant: str, job_id: str) -> Cancelled:
                 "error": json.dumps(cancelled_error()),
             },
             # Never sent: the input moves to the media store with the job's end.
-            follow_ups=[keep_input_task(job_id)],
+            follow_ups=[keep_input_task(ctx.store.keys, job_id)],
             # Only while no worker has claimed the submit: once claimed, fal must be asked.
             guard=("status", JobStatus.QUEUED.value),
             # Never at fal: its lease (if admitted) and place in line are given back, and

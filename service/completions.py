@@ -179,7 +179,7 @@ async def finish_job(
         reason=source,
         fields={**request_fields, **fields, "completed_at_ms": now_ms()},
         # The input (possibly megabytes of data URIs) is never sent again: to the media store.
-        follow_ups=[*follow_ups, keep_input_task(job_id)],
+        follow_ups=[*follow_ups, keep_input_task(store.keys, job_id)],
         # The mirror announces the job once its files are copied.
         deliver=not mirrored,
         refused_event={

@@ -11,12 +11,22 @@ the media store, and only then removes it from the job's hash. `GET /v1/jobs/{id
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from importlib import resources
 from typing import Any
 
+from redis.asyncio import Redis
+
+from service.keys import RedisKeys
 from service.media import MediaError, MediaStore
 from service.store import Task
 
+# Enqueued once per job by the version before keep_inputs; still run if one is queued.
 TASK_FUNCTION = "keep_input"
+BATCH_FUNCTION = "keep_inputs"
+BATCH_TASK_NAME = "keep_inputs"
+# How long after the first job of a burst the task runs: the rest of the burst joins that run.
+BATCH_DELAY_S = 5.0
 CONTENT_TYPE = "application/json"
 
 
@@ -24,13 +34,75 @@ def archive_key(job_id: str) -> str:
     return f"jobs/{job_id}/input.json"
 
 
-def keep_input_task_id(job_id: str) -> str:
-    return f"keep_input:{job_id}"
+def keep_inputs_task(keys: RedisKeys) -> Task:
+    """The one task that keeps every listed input."""
+    return Task(keys.singleton_task(BATCH_TASK_NAME), BATCH_FUNCTION, ())
 
 
-def keep_input_task(job_id: str) -> Task:
-    """The follow-up that moves the job's input out of Redis; one per job (a fixed id)."""
-    return Task(keep_input_task_id(job_id), TASK_FUNCTION, (job_id,))
+def keep_input_task(keys: RedisKeys, job_id: str) -> Task:
+    """The follow-up that moves the job's input out of Redis: the job joins the list of inputs
+    to keep (with the task's run-at as its time), and the one task that keeps them is enqueued
+    unless it is queued or running already."""
+    task = keep_inputs_task(keys)
+    return Task(
+        task.task_id,
+        task.function,
+        task.args,
+        defer_s=BATCH_DELAY_S,
+        mark=(keys.inputs_to_keep, job_id),
+    )
+
+
+class KeptInputs:
+    """The list of inputs to keep, and the one step that records a page of them as kept."""
+
+    def __init__(self, redis: Redis, keys: RedisKeys) -> None:
+        self.redis = redis
+        self.keys = keys
+        script = resources.files("service").joinpath("lua", "keep_inputs.lua")
+        self._record = redis.register_script(script.read_text(encoding="utf-8"))
+
+    async def due(self, at_ms: int, limit: int) -> list[str]:
+        """Ids of listed jobs due by `at_ms`, earliest first."""
+        raw = await self.redis.zrangebyscore(self.keys.inputs_to_keep, "-inf", at_ms, 0, limit)
+        return [job_id.decode() for job_id in raw]
+
+    async def next_due_ms(self) -> int | None:
+        """When the earliest listed job is due (None: none is listed)."""
+        earliest = await self.redis.zrange(self.keys.inputs_to_keep, 0, 0, withscores=True)
+        return int(earliest[0][1]) if earliest else None
+
+    async def inputs(self, job_ids: list[str]) -> list[bytes | None]:
+        """Each job's input as its hash holds it (None: gone, or never stored)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(self.keys.job(job_id), "input")
+            found: list[bytes | None] = await pipe.execute()
+        return [raw or None for raw in found]
+
+    async def record(self, archived: Mapping[str, str]) -> None:
+        """Each job's input is out of Redis: copied to the media key given ('' = dropped)."""
+        if not archived:
+            return
+        args: list[str] = []
+        for job_id, key in archived.items():
+            args += [job_id, key]
+        await self._record(
+            keys=[
+                self.keys.inputs_to_keep,
+                self.keys.input_keep_failures,
+                *(self.keys.job(job_id) for job_id in archived),
+            ],
+            args=args,
+        )
+
+    async def failed(self, job_id: str) -> int:
+        """A copy of the job's input failed; returns how many have so far."""
+        return int(await self.redis.hincrby(self.keys.input_keep_failures, job_id, 1))  # type: ignore[misc]
+
+    async def relist(self, job_id: str, at_ms: int) -> None:
+        """The job is due again at `at_ms` (if it is still listed)."""
+        await self.redis.zadd(self.keys.inputs_to_keep, {job_id: at_ms}, xx=True)
 
 
 async def read_archived_input(media: MediaStore, key: str) -> Any:

@@ -15,6 +15,12 @@ class RedisKeys:
         self.prefix = prefix
         self.queue = queue_name
 
+    def singleton_task(self, name: str) -> str:
+        """The ARQ id of a task this deployment runs one of at a time (keep_inputs, the fal
+        probe). ARQ's job keys are global, not under our prefix: two deployments sharing a
+        Redis would otherwise each find the other's task queued or running and skip theirs."""
+        return f"{self.prefix}{name}"
+
     def job(self, job_id: str) -> str:
         """Hash holding one job's record."""
         return f"{self.prefix}job:{job_id}"
@@ -95,6 +101,16 @@ class RedisKeys:
     def job_deliveries(self, job_id: str) -> str:
         """Sorted set of a job's delivery event types by creation time (ms)."""
         return f"{self.prefix}job:{job_id}:deliveries"
+
+    @property
+    def inputs_to_keep(self) -> str:
+        """Sorted set of the ids of jobs whose input is to move to the media store, by when."""
+        return f"{self.prefix}inputs:to_keep"
+
+    @property
+    def input_keep_failures(self) -> str:
+        """Hash of job id -> failed copies of its input so far (only jobs whose copy failed)."""
+        return f"{self.prefix}inputs:keep_failures"
 
     @property
     def deliveries_due(self) -> str:

@@ -56,6 +56,30 @@ class CreateOutcome(Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class ActiveState:
+    """The few fields of a job that say which task moves it on (the deadline sweep's view)."""
+
+    FIELDS = ("status", "updated_at_ms", "created_at_ms", "parked", "submit_pending_since_ms")
+
+    id: str
+    status: JobStatus
+    updated_at_ms: int
+    parked: bool
+    submit_pending_since_ms: int | None
+
+    @classmethod
+    def from_fields(cls, job_id: str, values: Sequence[bytes | None]) -> ActiveState:
+        status, updated, created, parked, pending = (v.decode() if v else "" for v in values)
+        return cls(
+            id=job_id,
+            status=JobStatus(status),
+            updated_at_ms=int(updated or created or 0),
+            parked=parked == "1",
+            submit_pending_since_ms=int(pending) if pending else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class SubmitClaim:
     """What `JobStore.claim_submit` found.
 
@@ -191,6 +215,18 @@ class JobStore:
     async def get(self, job_id: str) -> Job | None:
         raw = await self.redis.hgetall(self.keys.job(job_id))  # type: ignore[misc]
         return Job.from_hash(raw) if raw else None
+
+    async def active_states(self, job_ids: Sequence[str]) -> list[ActiveState | None]:
+        """What a sweep needs to know of each job, in one round trip and without inputs or
+        results; None for a job that is gone."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hmget(self.keys.job(job_id), list(ActiveState.FIELDS))
+            replies: list[list[bytes | None]] = await pipe.execute()
+        return [
+            ActiveState.from_fields(job_id, reply) if reply[0] else None
+            for job_id, reply in zip(job_ids, replies, strict=True)
+        ]
 
     async def fields(self, job_id: str, *names: str) -> list[str | None]:
         """Some of a job's fields, without reading its (possibly large) input; None if unset."""

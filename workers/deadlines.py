@@ -10,7 +10,9 @@ terminal steps maintain atomically:
   usual) and otherwise failed with `error.type = deadline_exceeded`;
 - a younger job whose next task is neither queued nor running gets it enqueued again;
 - a callback delivery whose next attempt is overdue (its task dropped by ARQ, expired or
-  lost) gets that attempt's task enqueued again (service/deliveries.py).
+  lost) gets that attempt's task enqueued again (service/deliveries.py);
+- inputs still listed to move to the media store well after they were due (the keep_inputs
+  task ended just as they were listed, or was lost) get that task enqueued again.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Any
 
 from service.completions import FalOutcome, finish_job
 from service.fal import FalError
-from service.jobs import Job, JobStatus, dispatch_task_id, settle_task_id
-from service.store import Task, now_ms
+from service.input_archive import keep_inputs_task
+from service.jobs import JobStatus, dispatch_task_id, settle_task_id
+from service.store import ActiveState, Task, now_ms
 from workers.context import WorkerContext, worker_context
 from workers.dispatch import probe_task, reconcile_task
 from workers.results import end_past_deadline, request_urls
@@ -50,8 +53,8 @@ async def sweep_jobs(ctx: dict[str, Any], *, batch: int = SWEEP_BATCH) -> str:
     if await w.budgets.paused() is not None and await w.store.ensure_task(probe_task(w)):
         recovered += 1
         logger.warning("dispatch paused with no probe queued: re-enqueued it")
-    for job_id in await w.store.next_active_page(after_deadline_ms=at_ms, limit=batch):
-        job = await w.store.get(job_id)
+    page = await w.store.next_active_page(after_deadline_ms=at_ms, limit=batch)
+    for job_id, job in zip(page, await w.store.active_states(page), strict=True):
         if job is None or job.status.is_terminal:
             await w.store.forget_active(job_id)
             continue
@@ -61,6 +64,7 @@ async def sweep_jobs(ctx: dict[str, Any], *, batch: int = SWEEP_BATCH) -> str:
             recovered += 1
             logger.warning("%s (%s): re-enqueued lost task %s", job_id, job.status, task.task_id)
     resumed = await _resume_deliveries(w, at_ms)
+    recovered += await _resume_keeping_inputs(w, at_ms)
     return (
         f"ended {len(overdue)} overdue, recovered {recovered} lost tasks, "
         f"resumed {resumed} callback deliveries"
@@ -79,7 +83,21 @@ async def _resume_deliveries(w: WorkerContext, at_ms: int) -> int:
     return resumed
 
 
-def _next_task(w: WorkerContext, job: Job) -> Task | None:
+async def _resume_keeping_inputs(w: WorkerContext, at_ms: int) -> int:
+    """1 if inputs wait past their time with no keep_inputs task to move them, and it was
+    enqueued again."""
+    late = await w.store.redis.zcount(
+        w.store.keys.inputs_to_keep, "-inf", at_ms - DELIVERY_SETTLING_MS
+    )
+    if not late:
+        return 0
+    if not await w.store.ensure_task(keep_inputs_task(w.store.keys)):
+        return 0
+    logger.warning("%d inputs waited with no keep_inputs task queued: re-enqueued it", late)
+    return 1
+
+
+def _next_task(w: WorkerContext, job: ActiveState) -> Task | None:
     """The task that moves `job` on from where it is."""
     if job.status is JobStatus.QUEUED and job.parked:
         return None  # waiting in line: a release or the resume admits it

@@ -16,7 +16,7 @@ from typing import Any
 from arq import Retry
 
 from service import metrics
-from service.budgets import DEFAULT_SLOW_DOWN_S, PROBE_TASK_ID, WAKE_TASK_ID
+from service.budgets import DEFAULT_SLOW_DOWN_S, PROBE_TASK_NAME, WAKE_TASK_NAME
 from service.completions import FalOutcome, fal_error, finish_job
 from service.fal import AUTH_REFUSALS, FalAmbiguous, FalRejected, FalUnavailable, SubmitReceipt
 from service.input_archive import keep_input_task
@@ -100,7 +100,12 @@ async def pause_for_key(w: WorkerContext, job_id: str, exc: FalUnavailable) -> s
 
 
 def probe_task(w: WorkerContext) -> Task:
-    return Task(PROBE_TASK_ID, "probe_fal", (), defer_s=w.settings.fal_pause_probe_s)
+    return Task(
+        w.store.keys.singleton_task(PROBE_TASK_NAME),
+        "probe_fal",
+        (),
+        defer_s=w.settings.fal_pause_probe_s,
+    )
 
 
 async def slow_down(w: WorkerContext, retry_after_s: float | None) -> None:
@@ -108,7 +113,9 @@ async def slow_down(w: WorkerContext, retry_after_s: float | None) -> None:
     wait_s = retry_after_s or DEFAULT_SLOW_DOWN_S
     limit = await w.budgets.slow_down(wait_s)
     logger.warning("fal asked us to slow down: budget %d for %.1fs", limit, wait_s)
-    await w.store.ensure_task(Task(WAKE_TASK_ID, "wake_dispatch", (), defer_s=wait_s))
+    await w.store.ensure_task(
+        Task(w.store.keys.singleton_task(WAKE_TASK_NAME), "wake_dispatch", (), defer_s=wait_s)
+    )
 
 
 def _count_submit(outcome: str, started: float) -> float:
@@ -157,7 +164,7 @@ async def record_acceptance(w: WorkerContext, job_id: str, receipt: SubmitReceip
     }
     # fal has the input now: it moves to the media store (the job keeps its input_sha256 to
     # find the request by).
-    keep = keep_input_task(job_id)
+    keep = keep_input_task(w.store.keys, job_id)
     moved = await w.store.transition(
         job_id,
         JobStatus.SUBMITTED,

@@ -35,7 +35,7 @@ from workers.admission import probe_fal, wake_dispatch
 from workers.context import on_shutdown, on_startup
 from workers.deadlines import sweep_jobs
 from workers.dispatch import dispatch_job
-from workers.keep_input import keep_input
+from workers.keep_input import keep_input, keep_inputs
 from workers.mirror import mirror_job
 from workers.notify import deliver_callback, notify_job
 from workers.results import fetch_result
@@ -71,8 +71,10 @@ def function_timeouts_s(settings: Settings) -> dict[str, float]:
         # task of a killed worker for the longest function timeout, so a long mirror budget
         # slows every kill recovery (see README).
         "mirror_job": settings.mirror_timeout_s + STEP_MARGIN_S,
-        # One small object written to the same store, under the same bound.
+        # Small objects written to the same store, each under the same bound; a run that
+        # overruns its budget is retried, what it kept stays kept.
         "keep_input": settings.mirror_timeout_s + STEP_MARGIN_S,
+        "keep_inputs": settings.mirror_timeout_s + STEP_MARGIN_S,
         # A listing lookup at fal's Platform API, or a resubmit: a try that needs both and
         # runs out of its budget is retried (and the lookup comes first again).
         "settle_submit": max(2 * settings.fal_status_timeout_s, settings.fal_submit_timeout_s)
@@ -187,11 +189,18 @@ def create_worker(settings: Settings, *, handle_signals: bool = True) -> Worker:
                 timeout=timeouts["mirror_job"],
                 keep_result=TASK_RESULT_KEEP_S,
             ),
+            # No result kept, so that the next job's enqueue finds the id free at once. It
+            # retries until the last failed copy is due (each job counts its own failures).
+            func(
+                bounded(keep_inputs),
+                max_tries=polling_max_tries(settings),
+                timeout=timeouts["keep_inputs"],
+                keep_result=0,
+            ),
             func(
                 bounded(keep_input),
-                max_tries=settings.mirror_max_tries + 1,
+                max_tries=polling_max_tries(settings),
                 timeout=timeouts["keep_input"],
-                # A later enqueue (the job's end, after its acceptance) finds nothing to do.
                 keep_result=0,
             ),
             # Both poll fal for as long as a request may run: bounded by the job's deadline

@@ -109,7 +109,7 @@ async def _adopt(w: WorkerContext, job: Job, found: ListedRequest) -> str:
         # the input: it moves to the media store.
         follow_ups=[
             reconcile_task(w, job.id, defer_s=0.0 if found.finished else later_s),
-            keep_input_task(job.id),
+            keep_input_task(w.store.keys, job.id),
         ],
     )
     logger.info("%s: fal had created request %s for an unclear submit", job.id, found.request_id)
