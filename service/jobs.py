@@ -158,6 +158,28 @@ def iso_from_ms(value_ms: int | None) -> str | None:
     )
 
 
+def fal_request_fields(
+    status_url: str | None, response_url: str | None, cancel_url: str | None
+) -> dict[str, str]:
+    """The job fields for fal's request URLs. fal's status and cancel URLs are normally its
+    response URL plus `/status` and `/cancel` (fal-protocol §1.2): those are not stored, and
+    `Job.from_hash` derives them again; a URL of any other form is kept as fal gave it."""
+    fields = {"fal_response_url": response_url or ""}
+    for name, url, suffix in (
+        ("fal_status_url", status_url, "/status"),
+        ("fal_cancel_url", cancel_url, "/cancel"),
+    ):
+        derived = f"{response_url}{suffix}" if response_url else None
+        fields[name] = "" if url == derived else url or ""
+    return fields
+
+
+def _fal_url(stored: str | None, response_url: str | None, suffix: str) -> str | None:
+    if stored:
+        return stored
+    return f"{response_url}{suffix}" if response_url else None
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """One job as stored in its Redis hash (see store.py for the field names)."""
@@ -288,9 +310,9 @@ class Job:
             metadata=decoded("metadata"),
             estimated_cost_usd=float(cost) if cost else None,
             fal_request_id=text("fal_request_id"),
-            fal_status_url=text("fal_status_url"),
+            fal_status_url=_fal_url(text("fal_status_url"), text("fal_response_url"), "/status"),
             fal_response_url=text("fal_response_url"),
-            fal_cancel_url=text("fal_cancel_url"),
+            fal_cancel_url=_fal_url(text("fal_cancel_url"), text("fal_response_url"), "/cancel"),
             submitted_at_ms=number("submitted_at_ms"),
             submit_pending_since_ms=number("submit_pending_since_ms"),
             submit_attempts=number("submit_attempts") or 0,

@@ -8,8 +8,11 @@ from datetime import UTC, datetime
 
 import av
 import httpx
+import redis as redis_lib
 from standardwebhooks import Webhook
 
+from service.jobs import Job, fal_request_fields
+from service.settings import Settings
 from tests.conftest import (
     CALLBACK_SECRET,
     TENANT_B_KEY,
@@ -226,3 +229,49 @@ def test_a_queued_job_resource_has_utc_timestamps_and_nothing_yet_from_fal(
     assert created["submitted_at"] is created["completed_at"] is None
     assert created["fal_request_id"] is created["result"] is created["error"] is None
     assert created["submissions"] == {"attempts": 0, "resubmits": 0}
+
+
+def test_a_finished_job_keeps_neither_empty_fields_nor_what_only_an_active_job_needs(
+    client: httpx.Client, settings: Settings
+) -> None:
+    job_id = client.post("/v1/jobs", json=i2v_body(f"slim-{uuid.uuid4().hex}")).json()["id"]
+    assert wait_for(client, job_id, is_terminal)["status"] == "completed"
+    redis = redis_lib.Redis.from_url(settings.redis_url)
+    try:
+        fields = redis.hgetall(f"{settings.redis_key_prefix}job:{job_id}")
+    finally:
+        redis.close()
+    assert [name for name, value in fields.items() if value == b""] == []
+    for active_only in (b"input_sha256", b"spend_keys", b"submit_pending_since_ms", b"parked"):
+        assert active_only not in fields
+    # fal's status and cancel URLs are its response URL's: derived, not stored.
+    assert b"fal_status_url" not in fields and b"fal_cancel_url" not in fields
+    job = Job.from_hash(fields)
+    assert job.fal_response_url and job.fal_status_url == f"{job.fal_response_url}/status"
+    assert job.fal_cancel_url == f"{job.fal_response_url}/cancel"
+
+
+def test_fal_request_urls_of_another_form_are_kept_as_fal_gave_them() -> None:
+    base = "https://queue.fal.run/fal-ai/veo3.1/requests/r1"
+    assert fal_request_fields(f"{base}/status", base, f"{base}/cancel") == {
+        "fal_response_url": base,
+        "fal_status_url": "",
+        "fal_cancel_url": "",
+    }
+    odd = fal_request_fields("https://elsewhere/s", base, "https://elsewhere/c")
+    assert odd["fal_status_url"] == "https://elsewhere/s"
+    assert odd["fal_cancel_url"] == "https://elsewhere/c"
+    job = Job.from_hash(
+        {
+            b"id": b"job_1",
+            b"tenant": b"t",
+            b"endpoint": b"fal-ai/veo3.1/image-to-video",
+            b"status": b"submitted",
+            b"created_at_ms": b"1",
+            **{name.encode(): value.encode() for name, value in odd.items()},
+        }
+    )
+    assert (job.fal_status_url, job.fal_cancel_url) == (
+        "https://elsewhere/s",
+        "https://elsewhere/c",
+    )

@@ -20,7 +20,13 @@ from service.budgets import DEFAULT_SLOW_DOWN_S, PROBE_TASK_NAME, WAKE_TASK_NAME
 from service.completions import FalOutcome, fal_error, finish_job
 from service.fal import AUTH_REFUSALS, FalAmbiguous, FalRejected, FalUnavailable, SubmitReceipt
 from service.input_archive import keep_input_task
-from service.jobs import JobStatus, reconcile_task_id, settle_task_id, sources_of
+from service.jobs import (
+    JobStatus,
+    fal_request_fields,
+    reconcile_task_id,
+    settle_task_id,
+    sources_of,
+)
 from service.store import Task, now_ms
 from workers.context import WorkerContext, worker_context
 
@@ -156,9 +162,7 @@ async def record_acceptance(w: WorkerContext, job_id: str, receipt: SubmitReceip
     """fal answered a submit with its request: the job is submitted, its reconcile scheduled."""
     accepted_fields: dict[str, str | int] = {
         "fal_request_id": receipt.request_id,
-        "fal_status_url": receipt.status_url,
-        "fal_response_url": receipt.response_url,
-        "fal_cancel_url": receipt.cancel_url,
+        **fal_request_fields(receipt.status_url, receipt.response_url, receipt.cancel_url),
         "submitted_at_ms": now_ms(),
         "submit_pending_since_ms": "",
     }

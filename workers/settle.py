@@ -31,7 +31,7 @@ from service.completions import FalOutcome, fal_error, finish_job
 from service.fal import FalAmbiguous, FalRejected, FalUnavailable
 from service.fal_platform import ListedRequest
 from service.input_archive import keep_input_task
-from service.jobs import Job, JobStatus, input_sha256
+from service.jobs import Job, JobStatus, fal_request_fields, input_sha256
 from service.store import now_ms
 from workers.context import WorkerContext, worker_context
 from workers.dispatch import (
@@ -78,11 +78,7 @@ def _request_urls(w: WorkerContext, job: Job, request_id: str) -> dict[str, str]
     spec = get_endpoint(job.endpoint)
     app = spec.app_id if spec else "/".join(job.endpoint.split("/")[:2])
     base = f"{str(w.settings.fal_queue_base_url).rstrip('/')}/{app}/requests/{request_id}"
-    return {
-        "fal_response_url": base,
-        "fal_status_url": f"{base}/status",
-        "fal_cancel_url": f"{base}/cancel",
-    }
+    return fal_request_fields(f"{base}/status", base, f"{base}/cancel")
 
 
 async def _adopt(w: WorkerContext, job: Job, found: ListedRequest) -> str:

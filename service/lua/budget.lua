@@ -87,7 +87,7 @@ end
 -- since ARQ keeps the earlier task's result under the old one.
 local function enqueue_dispatch(cfg, job_id, now)
   local n = redis.call('HINCRBY', cfg.p .. 'job:' .. job_id, 'admissions', 1)
-  redis.call('HSET', cfg.p .. 'job:' .. job_id, 'parked', '')
+  redis.call('HDEL', cfg.p .. 'job:' .. job_id, 'parked')
   local task_id = job_id
   if n > 1 then
     task_id = job_id .. ':' .. n
@@ -179,5 +179,7 @@ local function job_ended(cfg, tenant, job_id, now, refund)
       redis.call('HSET', job_key, 'spend_micro_usd', 0)
     end
   end
+  -- Only the refund at its end reads them.
+  redis.call('HDEL', cfg.p .. 'job:' .. job_id, 'spend_keys')
   return admit_next(cfg, now)
 end

@@ -9,8 +9,8 @@ if job[1] ~= 'submitting' then
   return 0
 end
 local cfg = cjson.decode(ARGV[1])
-redis.call('HSET', KEYS[1], 'status', 'queued', 'updated_at_ms', ARGV[2],
-  'submit_pending_since_ms', '')
+redis.call('HSET', KEYS[1], 'status', 'queued', 'updated_at_ms', ARGV[2])
+redis.call('HDEL', KEYS[1], 'submit_pending_since_ms')
 append_event(KEYS[2], KEYS[3], ARGV[4], ARGV[3], job[2], job[3], job[4] or '', 'submitting',
   'queued', ARGV[2], ARGV[5])
 release(cfg, job[3], job[2])

@@ -22,6 +22,8 @@
 --       14+6n .. job hash field/value pairs to write with the move
 -- Returns {1, previous status, event id ('' for a bookkeeping write)} applied;
 --         {0, current status} refused; {-1, ''} no such job.
+local ACTIVE_ONLY_FIELDS = {'input_sha256', 'submit_pending_since_ms', 'parked',
+  'unknown_request_streak'}
 local job = redis.call('HMGET', KEYS[1], 'status', 'id', 'tenant', 'endpoint')
 local current = job[1]
 if not current then
@@ -49,8 +51,14 @@ if not allowed then
 end
 local follow_ups = tonumber(ARGV[11])
 local first_field = 14 + follow_ups * 6
-if #ARGV > first_field then
-  redis.call('HSET', KEYS[1], unpack(ARGV, first_field))
+-- An empty value clears its field: a finished job keeps no empty fields (readers take absent
+-- and '' alike).
+for i = first_field, #ARGV - 1, 2 do
+  if ARGV[i + 1] == '' then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  else
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
 end
 local event_id = ''
 if ARGV[2] ~= '' then
@@ -72,6 +80,9 @@ if ARGV[12] ~= '' then
   job_ended(cjson.decode(ARGV[12]), job[3] or '', job[2] or '', tonumber(ARGV[3]), ARGV[13] == '1')
 end
 if ARGV[7] ~= '' then
+  -- What only an active job needs (finding its request at fal, its place in line, a pending
+  -- submit) is not kept for the retention period.
+  redis.call('HDEL', KEYS[1], unpack(ACTIVE_ONLY_FIELDS))
   redis.call('ZREM', KEYS[6], job[2] or '')
   redis.call('EXPIRE', KEYS[1], ARGV[7])
   redis.call('EXPIRE', KEYS[2], ARGV[7])
