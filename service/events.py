@@ -1,19 +1,25 @@
 """The job event stream: one entry for every state change of every job, and how to read it.
 
-Written only by the store's Lua steps (create_job.lua, transition.lua, claim_submit.lua, with
-the shared step.lua), in the same atomic step as the change itself, so the stream never
-disagrees with the job records. Long-poll, SSE, callbacks, metrics and the public event stream
-read it; nothing else has its own notion of "what happened".
+Written only by the store's Lua steps (create_job.lua, transition.lua, claim_submit.lua,
+requeue.lua, with the shared step.lua), in the same atomic step as the change itself, so the
+stream never disagrees with the job records. Long-poll, SSE, callbacks, metrics and the public
+event stream read it; nothing else has its own notion of "what happened".
 
 Redis keys (see `RedisKeys`):
 
 - `{prefix}events`: a stream of every job's state changes, trimmed to about
   EVENT_STREAM_MAXLEN entries (`XADD … MAXLEN ~ N`; default 100 000), oldest first out.
-- `{prefix}job:{id}:transitions`: the same entries for one job, under the same entry ids, so
-  an id read from one stream is a valid cursor in the other. Not trimmed (a job has a few
-  moves); it expires with the job's record, JOB_RETENTION_S after the job finished.
+- `{prefix}job:{id}` field `history`: the same entries for one job, under the same entry ids,
+  so an id read from one is a valid cursor in the other; one line each, oldest first:
+  `<entry id> <from, '-' for the creation> <to> <at_ms minus the id's ms> <reason>\n`, e.g.
+  `1767312000000-0 - queued 0 created`. The job's id, tenant and endpoint are its hash's own
+  fields. Not trimmed (a job has a few moves); it goes with the job's record, JOB_RETENTION_S
+  after the job finished. No step removes it (keep_inputs.lua drops `input` only).
+- `{prefix}job:{id}:transitions`: where versions before the `history` field kept a job's
+  entries, a stream of its own. A job recorded then has it and no `history`, and its later
+  changes are still appended there (step.lua `append_event`); readers read both.
 - `{prefix}job:{id}:changed`: a pub/sub channel; every state change after creation publishes
-  its entry id there, so a waiter can SUBSCRIBE, then read the job's stream after its cursor,
+  its entry id there, so a waiter can SUBSCRIBE, then read the job's history after its cursor,
   instead of polling. (Subscribe first, then read: a change between the two is then not lost.)
 
 Fields of each entry, all strings: `job_id`, `tenant`, `endpoint`, `from` (the previous
@@ -40,11 +46,34 @@ from service.keys import RedisKeys
 RawEntry = tuple[bytes, Mapping[bytes, bytes]]
 
 
+def entry_order(entry_id: str) -> tuple[int, int]:
+    """An entry id (`<ms>-<seq>`, or `<ms>`: seq 0) as numbers, the order Redis gives them.
+
+    As strings, `999-0` would sort after `1000-0` and `5-10` before `5-9`.
+    """
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def entry_ms(entry_id: str) -> int:
+    return entry_order(entry_id)[0]
+
+
+def parse_history(history: str, job_id: str, tenant: str, endpoint: str) -> list[JobEvent]:
+    """Every event of a job's `history` field, in the order they were appended."""
+    return [
+        JobEvent.from_history_line(line, job_id, tenant, endpoint)
+        for line in history.splitlines()
+        if line
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class JobEvent:
     """One state change of one job, as the event streams hold it.
 
-    `id` is the stream entry id (`<ms>-<seq>`), the same in the global and the job's stream.
+    `id` is the stream entry id (`<ms>-<seq>`), the same in the global stream and the job's
+    history.
     `from_status` is None for the job's creation.
     """
 
@@ -72,6 +101,21 @@ class JobEvent:
             to_status=JobStatus(text("to")),
             at_ms=int(text("at_ms")),
             reason=text("reason"),
+        )
+
+    @classmethod
+    def from_history_line(cls, line: str, job_id: str, tenant: str, endpoint: str) -> JobEvent:
+        """The event one line of a job's `history` field describes (format: module docstring)."""
+        entry_id, previous, to, at_delta_ms, reason = line.split(" ", 4)
+        return cls(
+            id=entry_id,
+            job_id=job_id,
+            tenant=tenant,
+            endpoint=endpoint,
+            from_status=None if previous == "-" else JobStatus(previous),
+            to_status=JobStatus(to),
+            at_ms=entry_ms(entry_id) + int(at_delta_ms),
+            reason=reason,
         )
 
     def to_resource(self) -> dict[str, Any]:
@@ -118,15 +162,29 @@ class EventLog:
     async def read_job_events(
         self, job_id: str, after_id: str | None = None, *, count: int | None = None
     ) -> list[JobEvent]:
-        """The job's events in order, those after entry id `after_id` only when given.
+        """The job's events in order, those after entry id `after_id` only when given (ids
+        compared as numbers, as Redis does), the first `count` of them when given.
 
-        Empty for an unknown job or one past its retention.
+        One round trip: the job's `history` field and, for a job recorded before that field
+        existed, its own stream (empty for any other job). Both are read, not one chosen by
+        the other: while a deployment upgrades, a step run by the previous version writes a
+        new job's change to the stream. Empty for an unknown job or one past its retention.
         """
         start = f"({after_id}" if after_id else "-"
-        entries: list[RawEntry] = await self.redis.xrange(
-            self.keys.job_transitions(job_id), min=start, max="+", count=count
-        )
-        return [JobEvent.from_entry(entry_id, fields) for entry_id, fields in entries]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(self.keys.job(job_id), ["history", "tenant", "endpoint"])
+            pipe.xrange(self.keys.job_transitions(job_id), min=start, max="+", count=count)
+            replies: list[Any] = await pipe.execute()
+        (history, tenant, endpoint), entries = replies
+        events = [JobEvent.from_entry(entry_id, fields) for entry_id, fields in entries]
+        if history is not None:
+            after = entry_order(after_id) if after_id else (-1, -1)
+            written = parse_history(history.decode(), job_id, tenant.decode(), endpoint.decode())
+            events += [event for event in written if entry_order(event.id) > after]
+            if entries:
+                # Both places (an upgrade in progress): one sequence, by id, once each.
+                events = sorted({e.id: e for e in events}.values(), key=lambda e: entry_order(e.id))
+        return events[:count] if count is not None else events
 
     async def read_events(
         self, after_id: str = "0-0", *, count: int = 100, block_ms: int | None = None

@@ -28,14 +28,15 @@ class RedisKeys:
     def job_events(self, job_id: str) -> str:
         """Capped list of what happened to a job that did not change it (duplicates, resubmits).
 
-        Not the job's state changes: those are in `job_transitions` and `events`.
+        Not the job's state changes: those are in the job hash's `history` field and `events`.
         """
         return f"{self.prefix}job:{job_id}:events"
 
     def job_transitions(self, job_id: str) -> str:
-        """Stream of one job's state changes, with the same entry ids as in `events`.
+        """Stream of one job's state changes, with the same entry ids as in `events`, as
+        versions before the job hash's `history` field kept them (service/events.py).
 
-        Expires with the job, so a reader can replay a job's history without the global stream.
+        Read, and appended to, for jobs recorded then only; it expires with the job.
         """
         return f"{self.prefix}job:{job_id}:transitions"
 

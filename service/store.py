@@ -1,9 +1,9 @@
 """Jobs in Redis: creation with its dispatch task in one round trip, and atomic state moves.
 
 Every status change goes through one Lua step that checks it against `jobs.TRANSITIONS`,
-writes the job, appends one event (see service/events.py) and enqueues its follow-up tasks,
-atomically. `update_fields` is the other kind of write: bookkeeping that changes no status and
-appends no event.
+writes the job, appends one event to the global stream and to the job's `history` field (see
+service/events.py) and enqueues its follow-up tasks, atomically. `update_fields` is the other
+kind of write: bookkeeping that changes no status and appends no event.
 """
 
 from __future__ import annotations
@@ -175,7 +175,6 @@ class JobStore:
             self.keys.queue,
             self.keys.idempotency(tenant, idempotency_key) if idempotency_key else "",
             self.keys.events,
-            self.keys.job_transitions(job_id),
             self.keys.all_jobs,
             self.keys.active,
         ]

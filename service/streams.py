@@ -1,8 +1,8 @@
 """Job events as live streams, for the SSE routes: one job's, or all of one tenant's.
 
-- `job_history`: a job's events after a cursor (its own transitions stream), then each new one
+- `job_history`: a job's events after a cursor (its hash's `history` field), then each new one
   as the process's waiter hub (service/waiters.py) says the job changed; it ends with the
-  terminal event. One XRANGE when it starts and one per change: no polling.
+  terminal event. One read when it starts and one per change: no polling.
 - `TenantFeeds`: every event of one tenant's jobs, read from the global stream with
   `XREAD BLOCK` from a cursor, filtered by tenant here. Each open feed holds a blocking read,
   so a connection of its own: feeds get their own Redis pool (so they can never starve the
@@ -24,7 +24,7 @@ from service.keys import RedisKeys
 from service.store import JobStore
 from service.waiters import JobWaiters
 
-# A job stream also re-reads this often without a wake-up: a safety net costing one XRANGE per
+# A job stream also re-reads this often without a wake-up: a safety net costing one read per
 # interval per open stream, should a wake-up ever be lost in a way waiters.py does not foresee.
 RECHECK_S = 30.0
 # A feed's XREAD BLOCK returns empty after this long and is sent again.

@@ -10,7 +10,7 @@ from service import tasks
 from service.dev.localredis import LocalRedis
 from service.jobs import JobStatus
 from service.store import JobStore, Task, now_ms
-from tests.support.jobstores import new_job, run_with_store
+from tests.support.jobstores import legacy_job, new_job, run_with_store
 
 # From queued, the moves that bring a job to each status.
 WAY_TO: dict[JobStatus, list[JobStatus]] = {
@@ -29,12 +29,12 @@ async def bring_to(store: JobStore, job_id: str, status: JobStatus) -> None:
 
 
 async def snapshot(store: JobStore, job_id: str) -> tuple[object, ...]:
-    """Everything a step may write: the job, both streams, the queue, ARQ's job keys."""
+    """Everything a step may write: the job (its history too), the global stream, the queue,
+    ARQ's job keys."""
     redis, keys = store.redis, store.keys
     return (
         await redis.hgetall(keys.job(job_id)),  # type: ignore[misc]
         await redis.xrange(keys.events),
-        await redis.xrange(keys.job_transitions(job_id)),
         await redis.zrange(keys.queue, 0, -1, withscores=True),
         sorted(await redis.keys("arq:job:*")),
         await redis.ttl(keys.job(job_id)),
@@ -95,7 +95,7 @@ def test_a_refused_move_notes_the_late_report_but_appends_no_event(
     run_with_store(redis_server.url, scenario)
 
 
-def test_every_applied_move_appends_exactly_one_event_to_both_streams(
+def test_every_applied_move_appends_exactly_one_event_to_the_stream_and_the_jobs_history(
     redis_server: LocalRedis,
 ) -> None:
     async def scenario(store: JobStore) -> None:
@@ -244,6 +244,23 @@ def test_no_write_of_either_kind_creates_a_missing_job(redis_server: LocalRedis)
 def test_a_finished_job_and_its_history_expire_together(redis_server: LocalRedis) -> None:
     async def scenario(store: JobStore) -> None:
         job_id = await new_job(store)
+        await store.transition(job_id, JobStatus.SUBMITTING, reason="submit")
+
+        await store.transition(job_id, JobStatus.CANCELLED, reason="cancel", finished=True)
+
+        # The history is a field of the job's hash: it has no key, nor a TTL, of its own.
+        assert len(await store.event_log.read_job_events(job_id)) == 3
+        assert not await store.redis.exists(store.keys.job_transitions(job_id))
+        assert 0 < await store.redis.ttl(store.keys.job(job_id)) <= store.job_retention_s
+
+    run_with_store(redis_server.url, scenario)
+
+
+def test_a_job_of_the_previous_version_and_its_own_stream_expire_together(
+    redis_server: LocalRedis,
+) -> None:
+    async def scenario(store: JobStore) -> None:
+        job_id = await legacy_job(store)
         await store.transition(job_id, JobStatus.SUBMITTING, reason="submit")
         assert await store.redis.ttl(store.keys.job_transitions(job_id)) == -1
 

@@ -7,15 +7,18 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
 
 from service.dev.localredis import LocalRedis
+from service.events import JobEvent
 from service.jobs import JobStatus
 from service.keys import RedisKeys
 from service.store import JobStore
+from service.streams import job_history
 from service.waiters import JobWaiters, wait_for_job
-from tests.support.jobstores import new_job, run_with_store
+from tests.support.jobstores import legacy_job, new_job, run_with_store
 
 
 async def started_hub(store: JobStore) -> JobWaiters:
@@ -132,6 +135,38 @@ def test_wait_for_job_wakes_on_the_finishing_change_not_before(redis_server: Loc
             job = await asyncio.wait_for(waiting, 2)
             assert job is not None and job.status is JobStatus.FAILED
             assert moved.applied
+        finally:
+            await hub.stop()
+
+    run_with_store(redis_server.url, scenario)
+
+
+async def statuses_of(events: AsyncIterator[JobEvent]) -> list[str]:
+    return [event.to_status.value async for event in events]
+
+
+def test_a_job_stream_follows_new_and_previous_version_jobs_from_a_cursor_to_the_end(
+    redis_server: LocalRedis,
+) -> None:
+    async def scenario(store: JobStore) -> None:
+        hub = await started_hub(store)
+        try:
+            for job_id in (await new_job(store), await legacy_job(store)):
+                assert (await store.claim_submit(job_id)).claimed
+                [created, _] = await store.event_log.read_job_events(job_id)
+                job = await store.get(job_id)
+                assert job is not None
+
+                events = job_history(store, hub, job, created.id, max_s=10)
+                following = asyncio.create_task(statuses_of(events))
+                await asyncio.sleep(0.1)
+                await store.transition(job_id, JobStatus.SUBMITTED, reason="fal_accepted")
+                await store.transition(job_id, JobStatus.COMPLETED, reason="webhook")
+                assert await asyncio.wait_for(following, 5) == [
+                    "submitting",
+                    "submitted",
+                    "completed",
+                ]
         finally:
             await hub.stop()
 

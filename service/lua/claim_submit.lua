@@ -1,6 +1,7 @@
 -- Claim a job's submit to fal in one round trip: the common case of dispatch_job. The claim is
 -- a transition to 'submitting' like any other: checked against the table, one event appended.
--- KEYS: 1 job hash, 2 events stream, 3 job transitions stream
+-- KEYS: 1 job hash, 2 events stream, 3 the job's transitions stream (a job recorded before the
+--       history field: see step.lua append_event)
 -- ARGV: 1 statuses a submit may start from, space-separated (from jobs.TRANSITIONS),
 --       2 the claimed status, 3 now ms, 4 reason, 5 events stream MAXLEN (approximate),
 --       6 the job's changed channel,
@@ -41,8 +42,8 @@ if ARGV[7] ~= '' then
     park(cfg, tenant, job_id, true)
     if current ~= 'queued' then
       redis.call('HSET', KEYS[1], 'status', 'queued', 'updated_at_ms', ARGV[3])
-      append_event(KEYS[2], KEYS[3], ARGV[6], ARGV[5], job_id, tenant, job[4] or '', current,
-        'queued', ARGV[3], 'dispatch_paused')
+      append_event(KEYS[2], KEYS[1], KEYS[3], ARGV[6], ARGV[5], job_id, tenant, job[4] or '',
+        current, 'queued', ARGV[3], 'dispatch_paused')
     end
     return {3, 'paused'}
   end
@@ -60,6 +61,6 @@ end
 -- As transition.lua: updated_at_ms is the time of the last status change.
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'updated_at_ms', ARGV[3],
   'submit_pending_since_ms', ARGV[3], 'submit_attempts', (tonumber(job[3]) or 0) + 1)
-append_event(KEYS[2], KEYS[3], ARGV[6], ARGV[5], job[6] or '', job[7] or '', job[4] or '',
-  current, ARGV[2], ARGV[3], ARGV[4])
+append_event(KEYS[2], KEYS[1], KEYS[3], ARGV[6], ARGV[5], job[6] or '', job[7] or '',
+  job[4] or '', current, ARGV[2], ARGV[3], ARGV[4])
 return {1, job[4] or '', job[5] or ''}

@@ -1,8 +1,7 @@
 -- Record a new job, its first event and its dispatch task in one atomic round trip.
 -- KEYS: 1 job hash, 2 tenant index, 3 ARQ job key, 4 ARQ result key, 5 ARQ queue,
 --       6 idempotency key ('' when the client sent none), 7 events stream,
---       8 job transitions stream, 9 the index of every job (all tenants),
---       10 active jobs by deadline
+--       8 the index of every job (all tenants), 9 active jobs by deadline
 -- ARGV: 1 job id, 2 created_at_ms, 3 ARQ job payload, 4 ARQ job expiry ms,
 --       5 idempotency ttl s, 6 request fingerprint,
 --       7 the job hash's small field/value pairs as one JSON array of strings (one argument
@@ -56,16 +55,17 @@ if #ARGV >= 18 then
 end
 -- A cap on the hash's life even if no step ever ended the job; ending it shortens it.
 redis.call('EXPIRE', KEYS[1], ARGV[14])
-redis.call('ZADD', KEYS[10], ARGV[13], ARGV[1])
+redis.call('ZADD', KEYS[9], ARGV[13], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('ZADD', KEYS[9], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[8], ARGV[2], ARGV[1])
 -- Both indexes would otherwise grow for ever; their jobs' hashes expire after retention.
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[12])
-redis.call('ZREMRANGEBYSCORE', KEYS[9], '-inf', '(' .. ARGV[12])
--- From '' to queued, so a reader of the stream sees every job from its start. No PUBLISH:
--- nobody can be waiting on a job whose id has not been answered yet.
-append_event(KEYS[7], KEYS[8], '', ARGV[10], ARGV[1], ARGV[8], ARGV[9], '', 'queued', ARGV[2],
-  ARGV[11])
+redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', '(' .. ARGV[12])
+-- From '' to queued, so a reader of the stream sees every job from its start; the first line of
+-- the job's history. No PUBLISH: nobody can be waiting on a job whose id has not been answered
+-- yet.
+append_event(KEYS[7], KEYS[1], false, '', ARGV[10], ARGV[1], ARGV[8], ARGV[9], '', 'queued',
+  ARGV[2], ARGV[11])
 if ARGV[15] == '' then
   enqueue(KEYS[5], KEYS[3], KEYS[4], ARGV[1], ARGV[3], ARGV[4], ARGV[2])
 else

@@ -2,20 +2,35 @@
 -- one Redis script cannot call another). Functions only: it runs nothing by itself.
 
 -- Append one state change to the global events stream (trimmed near `maxlen`) and to the
--- job's own transitions stream under the same entry id, so one cursor means the same point in
--- both; then wake whoever waits on the job's channel ('' = nobody can be waiting yet).
--- Returns the entry id.
-local function append_event(events_key, transitions_key, channel, maxlen, job_id, tenant,
-                            endpoint, from, to, at_ms, reason)
+-- job's own history under the same entry id, so one cursor means the same point in both; then
+-- wake whoever waits on the job's channel ('' = nobody can be waiting yet). Returns the entry id.
+--
+-- The job's history is its hash's `history` field, one line per change (service/events.py
+-- reads it): `<entry id> <from, '-' for the creation> <to> <at_ms minus the id's ms> <reason>`.
+-- A job recorded by a version before it has its own stream (`transitions_key`) and no such
+-- field: its changes go on being appended there, so that its history stays in one place
+-- (`transitions_key` false: a new job, which has none).
+local function append_event(events_key, job_key, transitions_key, channel, maxlen, job_id,
+                            tenant, endpoint, from, to, at_ms, reason)
   local fields = {'job_id', job_id, 'tenant', tenant, 'endpoint', endpoint, 'from', from,
     'to', to, 'at_ms', at_ms, 'reason', reason}
   local id = redis.call('XADD', events_key, 'MAXLEN', '~', maxlen, '*', unpack(fields))
-  -- The explicit id can only be refused if the global stream was deleted and re-created
-  -- behind the job's own; then the job's stream takes a fresh id rather than abort a step
-  -- that has already written (a script's writes are not rolled back on error).
-  local copied = redis.pcall('XADD', transitions_key, id, unpack(fields))
-  if type(copied) == 'table' and copied.err then
-    redis.call('XADD', transitions_key, '*', unpack(fields))
+  local history = redis.call('HGET', job_key, 'history')
+  if not history and transitions_key and redis.call('EXISTS', transitions_key) == 1 then
+    -- The explicit id can only be refused if the global stream was deleted and re-created
+    -- behind the job's own; then the job's stream takes a fresh id rather than abort a step
+    -- that has already written (a script's writes are not rolled back on error).
+    local copied = redis.pcall('XADD', transitions_key, id, unpack(fields))
+    if type(copied) == 'table' and copied.err then
+      redis.call('XADD', transitions_key, '*', unpack(fields))
+    end
+  else
+    local id_ms = tonumber(string.match(id, '^(%d+)'))
+    -- A reason is one word; a newline in one would split the line.
+    local line = id .. ' ' .. (from == '' and '-' or from) .. ' ' .. to .. ' '
+      .. string.format('%d', tonumber(at_ms) - id_ms) .. ' ' .. (string.gsub(reason, '\n', ' '))
+      .. '\n'
+    redis.call('HSET', job_key, 'history', (history or '') .. line)
   end
   if channel ~= '' then
     redis.call('PUBLISH', channel, id)

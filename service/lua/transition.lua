@@ -1,7 +1,8 @@
 -- One step of a job's state machine, atomically: check the move, write the job, append its
 -- event, enqueue every follow-up task, so a crash can never record one without the others.
 -- With no new status it is a bookkeeping write instead: fields (and follow-ups) only, no event.
--- KEYS: 1 job hash, 2 job notes list, 3 events stream, 4 job transitions stream, 5 ARQ queue,
+-- KEYS: 1 job hash, 2 job notes list, 3 events stream, 4 the job's transitions stream (jobs
+--       recorded before the history field only: see append_event), 5 ARQ queue,
 --       6 active jobs by deadline,
 --       7.. for each follow-up task: its ARQ job key, its ARQ result key, its mark's sorted set
 -- ARGV: 1 statuses the move may start from, space-separated (derived from jobs.TRANSITIONS
@@ -64,8 +65,8 @@ local event_id = ''
 if ARGV[2] ~= '' then
   -- updated_at_ms is the time of the last status change; bookkeeping writes leave it alone.
   redis.call('HSET', KEYS[1], 'status', ARGV[2], 'updated_at_ms', ARGV[3])
-  event_id = append_event(KEYS[3], KEYS[4], ARGV[6], ARGV[5], job[2] or '', job[3] or '',
-    job[4] or '', current, ARGV[2], ARGV[3], ARGV[4])
+  event_id = append_event(KEYS[3], KEYS[1], KEYS[4], ARGV[6], ARGV[5], job[2] or '',
+    job[3] or '', job[4] or '', current, ARGV[2], ARGV[3], ARGV[4])
   if ARGV[2] == 'submitted' then
     -- The in-flight-at-fal gauge's set (metrics.py), in this step rather than a round trip of
     -- its own; the job key is '<prefix>job:<id>', so the prefix is what precedes 'job:<id>'.
@@ -86,6 +87,7 @@ if ARGV[7] ~= '' then
   redis.call('ZREM', KEYS[6], job[2] or '')
   redis.call('EXPIRE', KEYS[1], ARGV[7])
   redis.call('EXPIRE', KEYS[2], ARGV[7])
+  -- A job recorded before the history field has its own stream: it goes with the job.
   redis.call('EXPIRE', KEYS[4], ARGV[7])
 end
 return {1, current, event_id}

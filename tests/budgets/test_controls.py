@@ -9,6 +9,7 @@ import uuid
 
 import httpx
 
+from service.events import parse_history
 from service.settings import Settings
 from tests.budgets.conftest import HeldCounter, budget_settings, leases, stack, wait_until
 from tests.budgets.test_in_flight import all_finished, create
@@ -86,8 +87,11 @@ def job_events(http: httpx.Client, config: Settings, job_id: str) -> list[dict]:
     from redis import Redis
 
     with Redis.from_url(config.redis_url) as redis:
-        entries = redis.xrange(f"{config.redis_key_prefix}job:{job_id}:transitions")
-    return [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+        raw = redis.hmget(
+            f"{config.redis_key_prefix}job:{job_id}", ["history", "tenant", "endpoint"]
+        )
+    history, tenant, endpoint = (value.decode() for value in raw)
+    return [event.to_resource() for event in parse_history(history, job_id, tenant, endpoint)]
 
 
 def test_a_job_over_the_spend_cap_is_refused_at_intake_and_never_reaches_fal(

@@ -39,6 +39,7 @@ import httpx
 from redis import Redis
 
 from service.dev.localredis import LocalRedis, free_port
+from service.events import JobEvent, parse_history
 from service.jobs import REVISIONS, JobStatus
 from tests.chaos.faults import ChaosProxy, FaultRates
 from tests.chaos.receiver import VerifyingReceiver
@@ -400,16 +401,18 @@ def _settled(job: dict[str, Any]) -> bool:
 
 
 def transitions(redis: Redis, job_id: str) -> list[tuple[str, str, str]]:
-    entries = stream(redis, job_id)
     return [
-        (f.get(b"from", b"").decode(), f[b"to"].decode(), f.get(b"reason", b"").decode())
-        for _, f in entries
+        (e.from_status.value if e.from_status else "", e.to_status.value, e.reason)
+        for e in history(redis, job_id)
     ]
 
 
-def stream(redis: Redis, job_id: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
-    """The job's own event stream (every state change, service/events.py)."""
-    return cast(list[Any], redis.xrange(f"{PREFIX}job:{job_id}:transitions"))
+def history(redis: Redis, job_id: str) -> list[JobEvent]:
+    """The job's state changes, from its hash's `history` field (service/events.py)."""
+    raw = cast(list[Any], redis.hmget(f"{PREFIX}job:{job_id}", ["history", "tenant", "endpoint"]))
+    if raw[0] is None:
+        return []
+    return parse_history(raw[0].decode(), job_id, raw[1].decode(), raw[2].decode())
 
 
 def notes(redis: Redis, job_id: str) -> list[dict[str, Any]]:
@@ -526,13 +529,13 @@ def verdict(chaos: Chaos, jobs: dict[str, dict[str, Any]], elapsed_s: float) -> 
     forged_effect = [
         job_id for job_id, job in jobs.items() if "forged" in json.dumps(job.get("error") or {})
     ]
-    # Creation to the first terminal state, from the job's own event stream.
+    # Creation to the first terminal state, from the job's own history.
     terminal_s = []
     for accepted in chaos.accepted:
-        raw = stream(redis, accepted.job_id)
-        terminal_ms = [int(f[b"at_ms"]) for _, f in raw if JobStatus(f[b"to"].decode()).is_terminal]
-        if raw and terminal_ms:
-            terminal_s.append((terminal_ms[0] - int(raw[0][1][b"at_ms"])) / 1000)
+        events = history(redis, accepted.job_id)
+        terminal_ms = [e.at_ms for e in events if e.to_status.is_terminal]
+        if events and terminal_ms:
+            terminal_s.append((terminal_ms[0] - events[0].at_ms) / 1000)
 
     sim_log = chaos.simulator.log_path.read_text(errors="replace")
     jwks_fetches = sim_log.count("/.well-known/jwks.json")

@@ -58,3 +58,29 @@ async def new_job(
         fields["callback_events"] = callback_events
     await store.create(job_id, "tenant-a", fields, Task(job_id, "dispatch_job", (job_id,)))
     return job_id
+
+
+async def legacy_job(store: JobStore) -> str:
+    """Record a queued job as versions before the `history` field did: the same hash without
+    that field, and its creation event in a stream of its own (`job_transitions`) under the
+    same entry id as in the global stream. Returns its id."""
+    job_id = await new_job(store)
+    job_key, transitions = store.keys.job(job_id), store.keys.job_transitions(job_id)
+    [created] = await store.event_log.read_job_events(job_id)
+    async with store.redis.pipeline(transaction=True) as pipe:
+        pipe.hdel(job_key, "history")
+        pipe.xadd(
+            transitions,
+            {
+                "job_id": job_id,
+                "tenant": created.tenant,
+                "endpoint": created.endpoint,
+                "from": "",
+                "to": created.to_status.value,
+                "at_ms": created.at_ms,
+                "reason": created.reason,
+            },
+            id=created.id,
+        )
+        await pipe.execute()
+    return job_id
