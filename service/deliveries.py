@@ -19,6 +19,34 @@ The retry policy (`decide`): attempt i waits `schedule[i]` seconds (with ±10 % 
 attempt i-1; 2xx delivers; 410 or a refused target dead-letters at once; 429 and 503 wait at
 least their `Retry-After`, but never beyond the next-but-one step; any other answer, a
 redirect (never followed), a timeout or a transport error is a failure.
+
+A delivery is one hash, `{prefix}delivery:{job_id}:{event}` (RedisKeys.delivery), small enough
+to stay one listpack (~0.5 KB once delivered). It stores only what nothing else says:
+
+    tenant, url           where it goes, signed with whose secret
+    body_z1               the body, zlib with a frozen dictionary (service/stored_body.py)
+    status                scheduled | delivered | dead_lettered
+    series, attempt       which series, and the schedule index of the next (or last) attempt
+    tries, attempts_total attempts in this series, and in all
+    created_at_ms         when the first attempt opened it
+    next_at_ms            while scheduled: when the next attempt is due
+    dead_reason           while dead-lettered: why
+    updated_at_ms         only after a redelivery: otherwise the last attempt's time, or
+                          created_at_ms before any
+    delivered_at_ms       only when a redelivery followed a delivery: otherwise, delivered,
+                          the last attempt's time
+    log                   the last ATTEMPTS_KEPT attempts, oldest first, one JSON array a line
+
+A field at zero (series, attempt, tries) or without a value is absent, not stored empty. The
+job id, event and webhook-id are the key's; the last HTTP status and error are the last log
+line's, when it is of the current series; dead_lettered_at is updated_at while dead-lettered.
+A job's deliveries are read by their keys, one per event type of CALLBACK_EVENT_TYPES.
+
+Deliveries written by earlier versions hold all their fields (some stored as ''), their body
+plain in `body`, their attempts in a list `…:attempts` (RedisKeys.delivery_attempts), and a
+per-job sorted set of their event types; they are read, retried and redelivered as they are:
+their list is shown before the log and kept as long as the hash, the set is no longer read and
+expires on its own, and each record or redelivery deletes the fields it no longer stores.
 """
 
 from __future__ import annotations
@@ -34,6 +62,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from service import stored_body
 from service.callbacks import DeliveryResult
 from service.domain_errors import NothingToRedeliver
 from service.jobs import (
@@ -47,8 +76,9 @@ from service.keys import RedisKeys
 from service.tasks import Task
 
 DELIVER_FUNCTION = "deliver_callback"
-# Attempts kept per delivery (the list is capped; the counters are not).
-ATTEMPTS_KEPT = 200
+# Attempts kept in a delivery's log (the counters count every one): two series of the
+# default ten-step schedule.
+ATTEMPTS_KEPT = 20
 JITTER = (0.9, 1.1)
 # Dead letters listed per request at most.
 DEAD_LETTERS_MAX = 200
@@ -159,22 +189,29 @@ class Attempt:
     error: str | None
     outcome: str  # the delivery's status after it: delivered, scheduled, dead_lettered
 
-    def to_json(self) -> str:
+    def to_line(self) -> str:
+        """The attempt as a line of its delivery's `log`: a JSON array, fields in order."""
         return json.dumps(
-            {
-                "series": self.series,
-                "number": self.number,
-                "at_ms": self.at_ms,
-                "latency_ms": self.latency_ms,
-                "status_code": self.status_code,
-                "error": self.error,
-                "outcome": self.outcome,
-            },
+            [
+                self.series,
+                self.number,
+                self.at_ms,
+                self.latency_ms,
+                self.status_code,
+                self.error,
+                self.outcome,
+            ],
             separators=(",", ":"),
         )
 
     @classmethod
+    def from_line(cls, raw: bytes) -> Attempt:
+        series, number, at_ms, latency_ms, status_code, error, outcome = json.loads(raw)
+        return cls(series, number, at_ms, latency_ms, status_code, error, outcome)
+
+    @classmethod
     def from_json(cls, raw: bytes) -> Attempt:
+        """An attempt as earlier versions listed it, a JSON object each."""
         data = json.loads(raw)
         return cls(**data)
 
@@ -214,8 +251,11 @@ class Delivery:
     dead_at_ms: int | None
     dead_reason: str | None
 
+    logged: tuple[Attempt, ...] = ()  # the hash's `log`; earlier versions' list is apart
+
     @classmethod
-    def from_hash(cls, raw: dict[bytes, bytes]) -> Delivery:
+    def from_hash(cls, job_id: str, event: str, raw: dict[bytes, bytes]) -> Delivery:
+        """The delivery from its hash, in the layout of this version or an earlier one."""
         fields = {key.decode(): value for key, value in raw.items()}
 
         def text(name: str) -> str | None:
@@ -226,26 +266,42 @@ class Delivery:
             value = fields.get(name)
             return int(value) if value else None
 
+        log = fields.get("log")
+        logged = tuple(Attempt.from_line(line) for line in log.split(b"\n")) if log else ()
+        status = DeliveryStatus(text("status") or DeliveryStatus.SCHEDULED)
+        series = number("series") or 0
+        created_at_ms = number("created_at_ms") or 0
+        last = logged[-1] if logged else None
+        updated_at_ms = number("updated_at_ms") or (last.at_ms if last else created_at_ms)
+        if "last_status_code" in fields or "last_error" in fields:  # an earlier version's
+            last_status_code, last_error = number("last_status_code"), text("last_error")
+        elif last is not None and last.series == series:
+            last_status_code, last_error = last.status_code, last.error
+        else:
+            last_status_code, last_error = None, None
+        delivered = status is DeliveryStatus.DELIVERED
+        dead = status is DeliveryStatus.DEAD_LETTERED
         return cls(
-            job_id=text("job_id") or "",
+            job_id=job_id,
             tenant=text("tenant") or "",
-            event=text("event") or "",
-            message_id=text("message_id") or "",
+            event=event,
+            message_id=message_id(job_id, event),
             url=text("url") or "",
-            body=fields.get("body", b""),
-            status=DeliveryStatus(text("status") or DeliveryStatus.SCHEDULED),
-            series=number("series") or 0,
+            body=stored_body.body_of(fields),
+            status=status,
+            series=series,
             attempt=number("attempt") or 0,
             tries=number("tries") or 0,
             attempts_total=number("attempts_total") or 0,
-            created_at_ms=number("created_at_ms") or 0,
-            updated_at_ms=number("updated_at_ms") or 0,
-            next_at_ms=number("next_at_ms"),
-            last_status_code=number("last_status_code"),
-            last_error=text("last_error"),
-            delivered_at_ms=number("delivered_at_ms"),
-            dead_at_ms=number("dead_at_ms"),
-            dead_reason=text("dead_reason"),
+            created_at_ms=created_at_ms,
+            updated_at_ms=updated_at_ms,
+            next_at_ms=number("next_at_ms") if status is DeliveryStatus.SCHEDULED else None,
+            last_status_code=last_status_code,
+            last_error=last_error,
+            delivered_at_ms=updated_at_ms if delivered else number("delivered_at_ms"),
+            dead_at_ms=updated_at_ms if dead else None,
+            dead_reason=text("dead_reason") if dead else None,
+            logged=logged,
         )
 
     def is_at(self, series: int, attempt: int) -> bool:
@@ -316,36 +372,26 @@ class Deliveries:
 
     async def get(self, job_id: str, event: str) -> Delivery | None:
         raw = await self.redis.hgetall(self.keys.delivery(job_id, event))  # type: ignore[misc]
-        return Delivery.from_hash(raw) if raw else None
+        return Delivery.from_hash(job_id, event, raw) if raw else None
 
     async def open(
         self, *, job_id: str, tenant: str, event: str, url: str, body: bytes, at_ms: int
     ) -> Delivery:
         """The delivery of `event`, recorded now with `body` unless it already exists."""
         fields: dict[str, Any] = {
-            "job_id": job_id,
             "tenant": tenant,
-            "event": event,
-            "message_id": message_id(job_id, event),
             "url": url,
-            "body": body,
+            stored_body.BODY_FIELD: stored_body.compress(body),
             "status": DeliveryStatus.SCHEDULED.value,
-            "series": 0,
-            "attempt": 0,
-            "tries": 0,
-            "attempts_total": 0,
             "created_at_ms": at_ms,
-            "updated_at_ms": at_ms,
             "next_at_ms": at_ms,
         }
-        args: list[Any] = [self.retention_s, at_ms, event]
+        args: list[Any] = [self.retention_s]
         for name, value in fields.items():
             args += [name, value]
-        reply = await self._open(
-            keys=[self.keys.delivery(job_id, event), self.keys.job_deliveries(job_id)], args=args
-        )
+        reply = await self._open(keys=[self.keys.delivery(job_id, event)], args=args)
         raw = dict(zip(reply[::2], reply[1::2], strict=True))
-        return Delivery.from_hash(raw)
+        return Delivery.from_hash(job_id, event, raw)
 
     async def record(
         self, delivery: Delivery, result: DeliveryResult, *, at_ms: int, latency_ms: int
@@ -378,23 +424,21 @@ class Deliveries:
                 self.keys.queue,
                 self.keys.arq_job(task.task_id),
                 self.keys.arq_result(task.task_id),
-                self.keys.job_deliveries(job_id),
             ],
             args=[
                 delivery.series,
                 delivery.attempt,
-                attempt.to_json(),
+                attempt.to_line(),
                 decision.status.value,
                 at_ms,
                 self.retention_s,
                 due_member(job_id, event),
-                "" if result.status_code is None else result.status_code,
-                error or "",
                 decision.reason,
-                following if decision.status is DeliveryStatus.SCHEDULED else delivery.attempt,
+                following,
                 next_at_ms,
                 task.task_id,
                 task.payload(at_ms),
+                ATTEMPTS_KEPT,
                 task.expiry_ms() + int(decision.delay_s * 1000),
                 at_ms - self.retention_s * 1000,
             ],
@@ -403,19 +447,23 @@ class Deliveries:
             return None
         return await self.get(job_id, event)
 
-    async def attempts(self, job_id: str, event: str) -> list[Attempt]:
-        raw = await self.redis.lrange(self.keys.delivery_attempts(job_id, event), 0, -1)  # type: ignore[misc]
-        return [Attempt.from_json(item) for item in raw]
-
     async def for_job(self, job_id: str) -> list[tuple[Delivery, list[Attempt]]]:
-        """The job's deliveries, oldest first, each with its attempts."""
-        events = await self.redis.zrange(self.keys.job_deliveries(job_id), 0, -1)
+        """The job's deliveries, oldest first, each with its attempts: one round trip that
+        reads every event type's delivery (and the attempts list earlier versions kept)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for event in CALLBACK_EVENT_TYPES:
+                pipe.hgetall(self.keys.delivery(job_id, event))
+                pipe.lrange(self.keys.delivery_attempts(job_id, event), 0, -1)
+            replies = await pipe.execute()
         found = []
-        for raw_event in events:
-            event = raw_event.decode()
-            delivery = await self.get(job_id, event)
-            if delivery is not None:
-                found.append((delivery, await self.attempts(job_id, event)))
+        for event, raw, listed in zip(
+            CALLBACK_EVENT_TYPES, replies[::2], replies[1::2], strict=True
+        ):
+            if raw:
+                delivery = Delivery.from_hash(job_id, event, raw)
+                attempts = [Attempt.from_json(item) for item in listed] + list(delivery.logged)
+                found.append((delivery, attempts))
+        found.sort(key=lambda pair: pair[0].created_at_ms)
         return found
 
     async def redeliver(self, job_id: str, event: str | None = None) -> list[Delivery]:
@@ -458,7 +506,6 @@ class Deliveries:
                 self.keys.arq_job(task.task_id),
                 self.keys.arq_result(task.task_id),
                 self.keys.delivery_attempts(job_id, event),
-                self.keys.job_deliveries(job_id),
             ],
             args=[
                 delivery.series,
@@ -468,6 +515,7 @@ class Deliveries:
                 task.payload(at_ms),
                 task.expiry_ms(),
                 self.retention_s,
+                "" if delivery.delivered_at_ms is None else delivery.delivered_at_ms,
             ],
         )
         return int(started) == 1

@@ -96,12 +96,9 @@ class RedisKeys:
         return f"{self.prefix}delivery:{job_id}:{event}"
 
     def delivery_attempts(self, job_id: str, event: str) -> str:
-        """Capped list of a delivery's attempts (JSON each), oldest first."""
+        """Capped list of a delivery's attempts (JSON each), oldest first: written by versions
+        before the attempts went to the delivery's own `log`; still read and kept with it."""
         return f"{self.prefix}delivery:{job_id}:{event}:attempts"
-
-    def job_deliveries(self, job_id: str) -> str:
-        """Sorted set of a job's delivery event types by creation time (ms)."""
-        return f"{self.prefix}job:{job_id}:deliveries"
 
     @property
     def inputs_to_keep(self) -> str:

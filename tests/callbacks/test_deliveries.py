@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from service import stored_body
 from service.app import create_app
 from service.deliveries import attempt_task_id
 from service.dev.localredis import free_port
@@ -478,3 +479,98 @@ def test_a_refused_target_is_refused_again_on_redelivery(
     for attempt in delivery["attempts"]:
         assert attempt["status_code"] is None and "refused" in attempt["error"]
     assert scripted_receiver.requests("refused") == []
+
+
+def test_a_delivered_callback_keeps_its_exact_body_compressed(
+    api: httpx.Client, scripted_receiver: ScriptedReceiver, delivery_settings: Settings
+) -> None:
+    job_id = cancelled_job(delivery_settings, scripted_receiver.plan("compressed", 204))
+    callback_state(api, job_id, "delivered")
+    [(_, _, sent)] = scripted_receiver.requests("compressed")
+
+    async def stored() -> dict[bytes, bytes]:
+        keys = RedisKeys(delivery_settings.redis_key_prefix, delivery_settings.arq_queue_name)
+        async with Redis.from_url(delivery_settings.redis_url) as redis:
+            key = keys.delivery(job_id, "job.cancelled")
+            assert await redis.object("encoding", key) in (b"ziplist", b"listpack")
+            assert not await redis.exists(
+                keys.delivery_attempts(job_id, "job.cancelled"),
+                f"{keys.prefix}job:{job_id}:deliveries",
+            )
+            raw: dict[bytes, bytes] = await redis.hgetall(key)  # type: ignore[misc]
+            return raw
+
+    raw = asyncio.run(stored())
+    assert b"body" not in raw and stored_body.body_of({"body_z1": raw[b"body_z1"]}) == sent
+    assert all(raw.values()) and b"job_id" not in raw and b"message_id" not in raw
+    [delivery] = deliveries(api, job_id)
+    assert (
+        delivery["webhook_id"] == f"msg_{job_id}_cancelled" and delivery["last_status_code"] == 204
+    )
+
+
+def test_a_delivery_written_by_the_previous_version_is_retried_and_listed(
+    api: httpx.Client, scripted_receiver: ScriptedReceiver, delivery_settings: Settings
+) -> None:
+    """Upgraded in place: a delivery the previous version wrote (every field, '' for none, the
+    body plain, its attempts in a list, the job's set of deliveries) and left scheduled for
+    its second attempt, whose task was lost. The sweep resumes it; it is sent byte for byte,
+    listed with both attempts, and redelivered the same."""
+    url = scripted_receiver.plan("previous", 204, 204)
+    job_id = f"job_{uuid.uuid4().hex}"
+    event = "job.completed"
+    body = json.dumps(
+        {"type": event, "timestamp": None, "data": {"id": job_id, "written_by": "v-previous"}},
+        separators=(",", ":"),
+    ).encode()
+    long_ago_ms = now_ms() - 60_000
+
+    async def write_previous_version() -> None:
+        keys = RedisKeys(delivery_settings.redis_key_prefix, delivery_settings.arq_queue_name)
+        async with Redis.from_url(delivery_settings.redis_url) as redis:
+            store = JobStore(redis, keys, job_retention_s=3600)
+            job = Job.queued(
+                job_id, "tenant-a", "fal-ai/veo3.1/fast/image-to-video", {"prompt": "x"},
+                callback_url=url, metadata=None, estimated_cost_usd=None,
+                created_at_ms=long_ago_ms,
+            )  # fmt: skip
+            later = Task(f"never:{job_id}", "dispatch_job", (job_id,), defer_s=3600)
+            await store.create(job_id, "tenant-a", job.to_new_hash(), later)
+            first_try = {"series": 0, "number": 1, "at_ms": long_ago_ms + 10, "latency_ms": 4,
+                         "status_code": 500, "error": "receiver answered HTTP 500",
+                         "outcome": "scheduled"}  # fmt: skip
+            fields = {
+                "job_id": job_id, "tenant": "tenant-a", "event": event,
+                "message_id": f"msg_{job_id}_completed", "url": url, "body": body,
+                "status": "scheduled", "series": 0, "attempt": 1, "tries": 1,
+                "attempts_total": 1, "created_at_ms": long_ago_ms,
+                "updated_at_ms": long_ago_ms + 10, "next_at_ms": long_ago_ms + 210,
+                "last_status_code": 500, "last_error": "receiver answered HTTP 500",
+                "delivered_at_ms": "", "dead_at_ms": "", "dead_reason": "",
+            }  # fmt: skip
+            await redis.hset(keys.delivery(job_id, event), mapping=fields)  # type: ignore[misc]
+            await redis.rpush(keys.delivery_attempts(job_id, event), json.dumps(first_try))  # type: ignore[misc]
+            await redis.zadd(f"{keys.prefix}job:{job_id}:deliveries", {event: long_ago_ms})
+            await redis.zadd(keys.deliveries_due, {f"{job_id} {event}": long_ago_ms + 210})
+
+    asyncio.run(write_previous_version())
+    [request] = wait_requests(scripted_receiver, "previous", 1)
+    assert request[2] == body and request[1]["webhook-id"] == f"msg_{job_id}_completed"
+    verified(request)
+    eventually(lambda: deliveries(api, job_id)[0]["status"] == "delivered", what="delivered")
+    [delivery] = deliveries(api, job_id)
+    assert [(a["number"], a["status_code"], a["outcome"]) for a in delivery["attempts"]] == [
+        (1, 500, "scheduled"),
+        (2, 204, "delivered"),
+    ]
+    assert delivery["attempts_total"] == 2 and delivery["last_error"] is None
+    assert delivery["created_at"] is not None and delivery["dead_lettered_at"] is None
+
+    assert api.post(f"/v1/jobs/{job_id}/callback/redeliver").status_code == 202
+    requests = wait_requests(scripted_receiver, "previous", 2)
+    assert_one_message(requests)
+    eventually(
+        lambda: (d := deliveries(api, job_id)[0])["status"] == "delivered" and d["series"] == 1,
+        what="redelivered",
+    )
+    assert [a["series"] for a in deliveries(api, job_id)[0]["attempts"]] == [0, 0, 1]
