@@ -242,7 +242,14 @@ def test_a_finished_job_keeps_neither_empty_fields_nor_what_only_an_active_job_n
     finally:
         redis.close()
     assert [name for name, value in fields.items() if value == b""] == []
-    for active_only in (b"input_sha256", b"spend_keys", b"submit_pending_since_ms", b"parked"):
+    for active_only in (
+        b"input_sha256",
+        b"spend_keys",
+        b"spend_micro_usd",
+        b"submit_pending_since_ms",
+        b"parked",
+        b"admissions",
+    ):
         assert active_only not in fields
     # fal's status and cancel URLs are its response URL's: derived, not stored.
     assert b"fal_status_url" not in fields and b"fal_cancel_url" not in fields

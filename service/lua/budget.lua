@@ -180,6 +180,6 @@ local function job_ended(cfg, tenant, job_id, now, refund)
     end
   end
   -- Only the refund at its end reads them.
-  redis.call('HDEL', cfg.p .. 'job:' .. job_id, 'spend_keys')
+  redis.call('HDEL', cfg.p .. 'job:' .. job_id, 'spend_keys', 'spend_micro_usd')
   return admit_next(cfg, now)
 end

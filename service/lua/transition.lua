@@ -23,8 +23,8 @@
 --       14+6n .. job hash field/value pairs to write with the move
 -- Returns {1, previous status, event id ('' for a bookkeeping write)} applied;
 --         {0, current status} refused; {-1, ''} no such job.
-local ACTIVE_ONLY_FIELDS = {'input_sha256', 'submit_pending_since_ms', 'parked',
-  'unknown_request_streak'}
+local ACTIVE_ONLY_FIELDS = {'input_sha256', 'submit_pending_since_ms', 'submit_unclear_cause',
+  'parked', 'admissions', 'unknown_request_streak'}
 local job = redis.call('HMGET', KEYS[1], 'status', 'id', 'tenant', 'endpoint')
 local current = job[1]
 if not current then
