@@ -272,7 +272,10 @@ class Job:
         }
         if self.callback_url:
             fields["callback_url"] = self.callback_url
-            fields["callback_events"] = " ".join(self.callback_events)
+            # Absent means the default, to the transition step (deliveries.first_attempt)
+            # as to `from_hash`: most jobs need not store it.
+            if self.callback_events != DEFAULT_CALLBACK_EVENTS:
+                fields["callback_events"] = " ".join(self.callback_events)
             if self.callback_format is not CallbackFormat.VIDHOOK:
                 fields["callback_format"] = self.callback_format.value
         if self.metadata is not None:

@@ -232,10 +232,13 @@ def test_a_queued_job_resource_has_utc_timestamps_and_nothing_yet_from_fal(
 
 
 def test_a_finished_job_keeps_neither_empty_fields_nor_what_only_an_active_job_needs(
-    client: httpx.Client, settings: Settings
+    client: httpx.Client, settings: Settings, callback_receiver: CallbackReceiver
 ) -> None:
-    job_id = client.post("/v1/jobs", json=i2v_body(f"slim-{uuid.uuid4().hex}")).json()["id"]
-    assert wait_for(client, job_id, is_terminal)["status"] == "completed"
+    body = {**i2v_body(f"slim-{uuid.uuid4().hex}"), "callback_url": callback_receiver.url}
+    job_id = client.post("/v1/jobs", json=body).json()["id"]
+    job_resource = wait_for(client, job_id, is_terminal)
+    assert job_resource["status"] == "completed"
+    assert job_resource["callback"]["events"] == ["job.completed", "job.failed", "job.cancelled"]
     redis = redis_lib.Redis.from_url(settings.redis_url)
     try:
         fields = redis.hgetall(f"{settings.redis_key_prefix}job:{job_id}")
@@ -251,6 +254,8 @@ def test_a_finished_job_keeps_neither_empty_fields_nor_what_only_an_active_job_n
         b"admissions",
     ):
         assert active_only not in fields
+    # The default event selection is what an absent field means.
+    assert b"callback_events" not in fields
     # fal's status and cancel URLs are its response URL's: derived, not stored.
     assert b"fal_status_url" not in fields and b"fal_cancel_url" not in fields
     job = Job.from_hash(fields)
