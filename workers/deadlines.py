@@ -36,9 +36,10 @@ logger = logging.getLogger("vidhook.deadlines")
 SWEEP_BATCH = 2000
 # A step that just moved a job may not have let go of its task yet: leave younger changes be.
 SETTLING_MS = 120_000
-# A delivery's attempt is normally picked up within a poll; one this late was lost (or the
-# workers are saturated, and then enqueuing it again is a no-op).
-DELIVERY_SETTLING_MS = 3_000
+# A delivery's attempt, or the keep_inputs task for a listed input, is normally picked up
+# within a poll; one this late was lost (or the workers are saturated, and then enqueuing it
+# again is a no-op).
+PICKUP_SETTLING_MS = 3_000
 
 
 async def sweep_jobs(ctx: dict[str, Any], *, batch: int = SWEEP_BATCH) -> str:
@@ -72,9 +73,9 @@ async def sweep_jobs(ctx: dict[str, Any], *, batch: int = SWEEP_BATCH) -> str:
 
 
 async def _resume_deliveries(w: WorkerContext, at_ms: int) -> int:
-    """Enqueue the due attempt of every delivery overdue by DELIVERY_SETTLING_MS."""
+    """Enqueue the due attempt of every delivery overdue by PICKUP_SETTLING_MS."""
     resumed = 0
-    for job_id, event in await w.deliveries.overdue(at_ms - DELIVERY_SETTLING_MS):
+    for job_id, event in await w.deliveries.overdue(at_ms - PICKUP_SETTLING_MS):
         task = await w.deliveries.current_task(job_id, event)
         # ensure_task leaves a queued or running task be; a stale one that runs changes nothing.
         if task is not None and await w.store.ensure_task(task):
@@ -87,7 +88,7 @@ async def _resume_keeping_inputs(w: WorkerContext, at_ms: int) -> int:
     """1 if inputs wait past their time with no keep_inputs task to move them, and it was
     enqueued again."""
     late = await w.store.redis.zcount(
-        w.store.keys.inputs_to_keep, "-inf", at_ms - DELIVERY_SETTLING_MS
+        w.store.keys.inputs_to_keep, "-inf", at_ms - PICKUP_SETTLING_MS
     )
     if not late:
         return 0

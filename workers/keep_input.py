@@ -61,7 +61,10 @@ async def keep_inputs(ctx: dict[str, Any]) -> str:
                 del archived[job_id]
                 continue
             archived[job_id] = key
-            kept, dropped = (kept + 1, dropped) if key else (kept, dropped + 1)
+            if key:
+                kept += 1
+            else:
+                dropped += 1
         await kept_inputs.record(archived)
     # Jobs listed during this run found it running and enqueued nothing: run again for them.
     # Failed copies due later wait with no task queued for them (a queued task would hold back

@@ -18,7 +18,7 @@ from service.settings import Settings
 from service.store import JobStore, now_ms
 from tests.support.isolation import isolated
 from workers.context import on_shutdown, on_startup, worker_context
-from workers.deadlines import DELIVERY_SETTLING_MS, sweep_jobs
+from workers.deadlines import PICKUP_SETTLING_MS, sweep_jobs
 from workers.keep_input import keep_input, keep_inputs
 
 Scenario = Callable[[dict[str, Any], JobStore], Awaitable[None]]
@@ -139,7 +139,7 @@ def test_inputs_listed_with_no_task_to_keep_them_are_picked_up_by_the_sweep(
     async def scenario(ctx: dict[str, Any], store: JobStore) -> None:
         await _job_with_input(store, "job_stranded")
         # Listed as the task ended: its enqueue found the running task and was skipped.
-        late_ms = now_ms() - DELIVERY_SETTLING_MS - 1
+        late_ms = now_ms() - PICKUP_SETTLING_MS - 1
         await store.redis.zadd(store.keys.inputs_to_keep, {"job_stranded": late_ms})
         assert "recovered 1 lost tasks" in await sweep_jobs(ctx)
         assert await store.redis.zrange(store.keys.queue, 0, -1) == [
