@@ -57,7 +57,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
@@ -73,6 +72,7 @@ from service.jobs import (
     iso_from_ms,
 )
 from service.keys import RedisKeys
+from service.lua_scripts import lua_source
 from service.tasks import Task
 
 DELIVER_FUNCTION = "deliver_callback"
@@ -88,10 +88,6 @@ class DeliveryStatus(StrEnum):
     SCHEDULED = "scheduled"
     DELIVERED = "delivered"
     DEAD_LETTERED = "dead_lettered"
-
-
-def _lua(name: str) -> str:
-    return resources.files("service").joinpath("lua", name).read_text(encoding="utf-8")
 
 
 def message_id(job_id: str, event: str) -> str:
@@ -365,10 +361,10 @@ class Deliveries:
         self.schedule_s = tuple(schedule_s)
         # Kept while any attempt may still come, then as long as a job is kept.
         self.retention_s = retention_s + int(sum(self.schedule_s)) + 86_400
-        step = _lua("step.lua")
-        self._open = redis.register_script(_lua("delivery_open.lua"))
-        self._record = redis.register_script(step + "\n" + _lua("delivery_record.lua"))
-        self._redeliver = redis.register_script(step + "\n" + _lua("delivery_redeliver.lua"))
+        step = lua_source("step.lua")
+        self._open = redis.register_script(lua_source("delivery_open.lua"))
+        self._record = redis.register_script(step + "\n" + lua_source("delivery_record.lua"))
+        self._redeliver = redis.register_script(step + "\n" + lua_source("delivery_redeliver.lua"))
 
     async def get(self, job_id: str, event: str) -> Delivery | None:
         raw = await self.redis.hgetall(self.keys.delivery(job_id, event))  # type: ignore[misc]

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
 
 from service.keys import RedisKeys
+from service.lua_scripts import lua_source
 from service.media import MediaError, MediaStore
 from service.store import Task
 
@@ -59,8 +59,7 @@ class KeptInputs:
     def __init__(self, redis: Redis, keys: RedisKeys) -> None:
         self.redis = redis
         self.keys = keys
-        script = resources.files("service").joinpath("lua", "keep_inputs.lua")
-        self._record = redis.register_script(script.read_text(encoding="utf-8"))
+        self._record = redis.register_script(lua_source("keep_inputs.lua"))
 
     async def due(self, at_ms: int, limit: int) -> list[str]:
         """Ids of listed jobs due by `at_ms`, earliest first."""

@@ -26,13 +26,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
 
 from service.jobs import ACTIVE_STATUSES, JobStatus, iso_from_ms
 from service.keys import RedisKeys
+from service.lua_scripts import lua_source
 
 FOLD_BATCH = 2000
 FOLD_ROUNDS = 3
@@ -57,8 +57,7 @@ class Stats:
     def __init__(self, redis: Redis, keys: RedisKeys) -> None:
         self.redis = redis
         self.keys = keys
-        script = resources.files("service").joinpath("lua", "stats_fold.lua")
-        self._fold = redis.register_script(script.read_text(encoding="utf-8"))
+        self._fold = redis.register_script(lua_source("stats_fold.lua"))
 
     async def fold(self) -> FoldResult:
         """Fold up to FOLD_BATCH x FOLD_ROUNDS new events into the counters."""

@@ -13,7 +13,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from importlib import resources
 from typing import Any
 
 from arq.constants import expires_extra_ms
@@ -24,6 +23,7 @@ from service.budgets import BudgetConfig, OverSpendCap
 from service.events import EventLog
 from service.jobs import REVISIONS, VIDHOOK_ORIGIN, Job, JobStatus, sources_of
 from service.keys import RedisKeys
+from service.lua_scripts import lua_source
 from service.tasks import Task as Task
 
 FieldValue = str | int | float
@@ -35,10 +35,6 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _lua(name: str) -> str:
-    return resources.files("service").joinpath("lua", name).read_text(encoding="utf-8")
-
-
 def _step_script(name: str) -> str:
     # A Redis script cannot call another: the shared functions go in front of each script.
     return budget_script(name)
@@ -46,7 +42,7 @@ def _step_script(name: str) -> str:
 
 def budget_script(name: str) -> str:
     """A script with the shared step and budget functions in front of it."""
-    return _lua("step.lua") + "\n" + _lua("budget.lua") + "\n" + _lua(name)
+    return lua_source("step.lua") + "\n" + lua_source("budget.lua") + "\n" + lua_source(name)
 
 
 class CreateOutcome(Enum):
