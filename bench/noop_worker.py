@@ -3,7 +3,8 @@
     NOOP_QUEUE=bench:noop REDIS_URL=… (and the rest) .venv/bin/python -m bench.noop_worker
 
 The dispatch figure is divided by this worker's rate, measured in the same run, on the same
-Redis, with the same `max_jobs`, `poll_delay`, `keep_result`, event loop and log level.
+Redis, with the same `max_jobs`, `poll_delay`, `keep_result`, event loop, log level and log
+format (ARQ logs two lines per task: formatted as vidhook's JSON lines, as in the worker).
 `noop` does nothing; `post` makes the one POST a submit is, with the `httpx.AsyncClient`
 settings of vidhook's worker (workers/context.py), to NOOP_POST_URL (the zero-latency
 bench/fakefal.py): the fair ceiling of a dispatch that must reach fal.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 from typing import Any
 
@@ -24,6 +24,7 @@ from arq.worker import Worker, func
 
 from service import tasks
 from service.cli import load_settings
+from service.logs import configure_logging
 
 
 async def noop(ctx: dict[str, Any], job_id: str) -> str:
@@ -63,10 +64,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 def main() -> None:
     settings = load_settings()
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "info").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, json_lines=settings.log_format == "json")
     asyncio.set_event_loop(uvloop.new_event_loop())
     Worker(
         functions=[

@@ -36,11 +36,13 @@ class WebhookTokens:
     """
 
     def __init__(self, key: bytes) -> None:
-        self._key = key
+        # Keyed once; each token copies it (cheaper than keying a new HMAC per job).
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
 
     def token(self, job_id: str) -> str:
-        digest = hmac.new(self._key, job_id.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest[:24]).decode()
+        mac = self._keyed.copy()
+        mac.update(job_id.encode())
+        return base64.urlsafe_b64encode(mac.digest()[:24]).decode()
 
     def matches(self, job_id: str, token: str) -> bool:
         return hmac.compare_digest(self.token(job_id).encode(), token.encode())

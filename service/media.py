@@ -1,9 +1,10 @@
 """Where vidhook keeps files: an S3 bucket (any S3 API: AWS, MinIO, R2…) or a local folder.
 
-`MediaStore` is the one interface uploads and mirroring use: `put` bytes already in memory,
-`put_stream` an async stream of chunks of unknown length (never held whole: memory follows
-the multipart part size, not the file's), and `url` for a link fal and clients can fetch without
-credentials (pre-signed, a configured public base URL, or a tokenised vidhook URL).
+`MediaStore` is the one interface uploads and mirroring use: `put` bytes already in memory
+(`put_many` a batch of small objects, as keeping jobs' inputs writes them), `put_stream` an
+async stream of chunks of unknown length (never held whole: memory follows the multipart part
+size, not the file's), and `url` for a link fal and clients can fetch without credentials
+(pre-signed, a configured public base URL, or a tokenised vidhook URL).
 
 Every write is hashed as it goes; the S3 store also has the server verify each request's
 SHA-256 (`ChecksumSHA256`) and compares the stored object's size afterwards.
@@ -24,7 +25,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 
+# Objects a batch writes to S3 at once (a PUT takes tens of milliseconds: one at a time would
+# not keep up with a busy dispatch).
+S3_PUTS_AT_ONCE = 16
 # S3's floor for every part but the last.
 S3_MIN_PART_BYTES = 5 * 1024 * 1024
 # SigV4 pre-signed URLs live at most 7 days.
@@ -73,6 +77,12 @@ class StoredObject:
 class MediaStore(Protocol):
     async def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
         """Store `data` under `key`, replacing what was there."""
+        ...
+
+    async def put_many(
+        self, objects: Mapping[str, bytes], content_type: str
+    ) -> dict[str, StoredObject | MediaError]:
+        """Store each of `objects` (key: data) as `put` would; each key's outcome, not raised."""
         ...
 
     async def put_stream(
@@ -202,6 +212,21 @@ class S3MediaStore:
             ),
         )
         return StoredObject(key, len(data), digest.hex(), content_type)
+
+    async def put_many(
+        self, objects: Mapping[str, bytes], content_type: str
+    ) -> dict[str, StoredObject | MediaError]:
+        gate = asyncio.Semaphore(S3_PUTS_AT_ONCE)
+
+        async def put_one(key: str, data: bytes) -> StoredObject | MediaError:
+            async with gate:
+                try:
+                    return await self.put(key, data, content_type)
+                except MediaError as exc:
+                    return exc
+
+        outcomes = await asyncio.gather(*(put_one(key, data) for key, data in objects.items()))
+        return dict(zip(objects, outcomes, strict=True))
 
     async def put_stream(
         self, key: str, chunks: AsyncIterable[bytes], content_type: str, *, max_bytes: int
@@ -338,8 +363,32 @@ class LocalMediaStore:
         return self.root / check_key(key)
 
     async def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
-        await asyncio.to_thread(self._write, self.path(key), data)
+        await asyncio.to_thread(self._write, str(self.path(key)), data)
         return StoredObject(key, len(data), hashlib.sha256(data).hexdigest(), content_type)
+
+    async def put_many(
+        self, objects: Mapping[str, bytes], content_type: str
+    ) -> dict[str, StoredObject | MediaError]:
+        # One trip to the thread pool for the batch: a small file's write costs less than the
+        # hand-off to a thread and back.
+        paths = {key: str(self.path(key)) for key in objects}
+        return await asyncio.to_thread(self._write_many, paths, objects, content_type)
+
+    @classmethod
+    def _write_many(
+        cls, paths: Mapping[str, str], objects: Mapping[str, bytes], content_type: str
+    ) -> dict[str, StoredObject | MediaError]:
+        outcomes: dict[str, StoredObject | MediaError] = {}
+        for key, data in objects.items():
+            try:
+                cls._write(paths[key], data)
+            except MediaError as exc:
+                outcomes[key] = exc
+                continue
+            outcomes[key] = StoredObject(
+                key, len(data), hashlib.sha256(data).hexdigest(), content_type
+            )
+        return outcomes
 
     async def put_stream(
         self, key: str, chunks: AsyncIterable[bytes], content_type: str, *, max_bytes: int
@@ -386,12 +435,29 @@ class LocalMediaStore:
         return path if path.is_file() else None
 
     @staticmethod
-    def _write(target: Path, data: bytes) -> None:
+    def _write(target: str, data: bytes) -> None:
+        """Write `data` to `target` whole: readers see the old file or the new one, never part.
+
+        Plain `os` calls rather than pathlib: a batch of inputs is thousands of small writes,
+        and pathlib's objects cost more than the system calls.
+        """
+        folder, name = os.path.split(target)
+        partial = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.part")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
-            partial.write_bytes(data)
-            os.replace(partial, target)
+            try:
+                fd = os.open(partial, flags, 0o644)
+            except FileNotFoundError:  # the object's first file in its folder
+                os.makedirs(folder, exist_ok=True)
+                fd = os.open(partial, flags, 0o644)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                os.replace(partial, target)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.unlink(partial)
+                raise
         except OSError as exc:
             raise MediaError(f"could not write {target}: {exc}") from exc
 

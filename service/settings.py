@@ -403,10 +403,16 @@ class Settings(BaseSettings):
 
         None in poll mode (no PUBLIC_BASE_URL): the submit carries no `fal_webhook`.
         """
+        if self.fal_webhook_base is None:
+            return None
+        return f"{self.fal_webhook_base}{job_id}?token={self.webhook_tokens.token(job_id)}"
+
+    @cached_property
+    def fal_webhook_base(self) -> str | None:
+        """The receiver URLs' common start; built once, as every submit asks for its URL."""
         if self.public_base_url is None:
             return None
-        base = str(self.public_base_url).rstrip("/")
-        return f"{base}/v1/fal/webhooks/{job_id}?token={self.webhook_tokens.token(job_id)}"
+        return f"{str(self.public_base_url).rstrip('/')}/v1/fal/webhooks/"
 
 
 @functools.lru_cache(maxsize=16)

@@ -8,6 +8,7 @@ kind of write: bookkeeping that changes no status and appends no event.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,12 @@ from service.tasks import Task as Task
 FieldValue = str | int | float
 # Job fields up to this size travel to create_job.lua packed in one JSON argument.
 _INLINE_VALUE_MAX_CHARS = 4096
+
+
+@functools.cache
+def _allowed_from(to: JobStatus) -> str:
+    """The statuses `to` may be entered from, as the Lua steps take them (a spaced list)."""
+    return " ".join(sorted(status.value for status in sources_of(to)))
 
 
 def now_ms() -> int:
@@ -259,7 +266,7 @@ class JobStore:
         delivery = deliveries.first_attempt(self.keys, job_id, to) if deliver else None
         return await self._step(
             job_id,
-            allowed_from=" ".join(sorted(status.value for status in sources_of(to))),
+            allowed_from=_allowed_from(to),
             to=to.value,
             reason=reason,
             fields=fields,
@@ -391,7 +398,7 @@ class JobStore:
         reply = await self._claim_submit(
             keys=[self.keys.job(job_id), self.keys.events, self.keys.job_transitions(job_id)],
             args=[
-                " ".join(sorted(status.value for status in sources_of(to))),
+                _allowed_from(to),
                 to.value,
                 now_ms(),
                 reason,

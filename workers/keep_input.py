@@ -3,7 +3,7 @@
 The step after which a job's input is never sent again (fal accepted the submit, or the job
 ended) lists the job in `{prefix}inputs:to_keep` and enqueues the one `keep_inputs` task, so a
 burst of accepted submits costs one task, not one per job. The task keeps every listed input
-that is due, a page at a time: the page's inputs read in one round trip, copied a few at once,
+that is due, a page at a time: the page's inputs read in one round trip, copied in one `put_many`,
 recorded in one step. A job listed while the task runs finds it running and enqueues
 nothing: so before it ends the task looks again, and retries itself when the next listed job
 is due within BATCH_DELAY_S. A job listed in the instant between that look and the task's end,
@@ -18,23 +18,20 @@ bounded, the input's copy is only for people looking at the job later.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 from arq import Retry
 
 from service.input_archive import BATCH_DELAY_S, CONTENT_TYPE, KeptInputs, archive_key
-from service.media import MediaError
+from service.media import MediaError, StoredObject
 from service.store import now_ms
 from workers.context import WorkerContext, worker_context
 
 logger = logging.getLogger("vidhook.keep_input")
 
-# Jobs per page, and copies made at once (an object store's PUT takes tens of milliseconds:
-# one at a time would not keep up with a busy dispatch).
+# Jobs per page: the inputs one `put_many` writes.
 PAGE = 200
-COPIES_AT_ONCE = 16
 # What a job's page entry says when its copy failed and it was listed again for later.
 RELISTED = None
 
@@ -43,20 +40,17 @@ async def keep_inputs(ctx: dict[str, Any]) -> str:
     """Keep every listed input that is due; returns how many were kept and dropped."""
     w = worker_context(ctx)
     kept_inputs = KeptInputs(w.store.redis, w.store.keys)
-    gate = asyncio.Semaphore(COPIES_AT_ONCE)
     kept = dropped = 0
-
-    async def copy(job_id: str, raw: bytes) -> str | None:
-        async with gate:
-            return await _copy(w, kept_inputs, job_id, raw)
-
     while due := await kept_inputs.due(now_ms(), PAGE):
         raws = await kept_inputs.inputs(due)
         # Nothing to copy for a job kept by an earlier run, or expired: it only leaves the list.
         with_input = {job_id: raw for job_id, raw in zip(due, raws, strict=True) if raw}
-        keys = await asyncio.gather(*(copy(job_id, raw) for job_id, raw in with_input.items()))
+        stored = await w.media.put_many(
+            {archive_key(job_id): raw for job_id, raw in with_input.items()}, CONTENT_TYPE
+        )
         archived = dict.fromkeys(due, "")
-        for job_id, key in zip(with_input, keys, strict=True):
+        for job_id in with_input:
+            key = await _archived_key(w, kept_inputs, job_id, stored[archive_key(job_id)])
             if key is RELISTED:
                 del archived[job_id]
                 continue
@@ -75,20 +69,19 @@ async def keep_inputs(ctx: dict[str, Any]) -> str:
     return f"kept {kept}, dropped {dropped}"
 
 
-async def _copy(w: WorkerContext, kept_inputs: KeptInputs, job_id: str, raw: bytes) -> str | None:
+async def _archived_key(
+    w: WorkerContext, kept_inputs: KeptInputs, job_id: str, copy: StoredObject | MediaError
+) -> str | None:
     """The media key the job's input is now copied to; '' when it is dropped after its last
     failed try; RELISTED when the copy failed and the job waits for another try."""
-    key = archive_key(job_id)
-    try:
-        await w.media.put(key, raw, CONTENT_TYPE)
-    except MediaError as exc:
-        failures = await kept_inputs.failed(job_id)
-        if failures < w.settings.mirror_max_tries:
-            await kept_inputs.relist(job_id, now_ms() + int(w.backoff_s(failures) * 1000))
-            return RELISTED
-        logger.warning("keep_input.abandoned", extra={"job_id": job_id, "error": str(exc)})
-        return ""
-    return key
+    if isinstance(copy, StoredObject):
+        return copy.key
+    failures = await kept_inputs.failed(job_id)
+    if failures < w.settings.mirror_max_tries:
+        await kept_inputs.relist(job_id, now_ms() + int(w.backoff_s(failures) * 1000))
+        return RELISTED
+    logger.warning("keep_input.abandoned", extra={"job_id": job_id, "error": str(copy)})
+    return ""
 
 
 async def keep_input(ctx: dict[str, Any], job_id: str) -> str:
