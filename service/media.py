@@ -363,8 +363,10 @@ class LocalMediaStore:
         return self.root / check_key(key)
 
     async def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
-        await asyncio.to_thread(self._write, str(self.path(key)), data)
-        return StoredObject(key, len(data), hashlib.sha256(data).hexdigest(), content_type)
+        stored = (await self.put_many({key: data}, content_type))[key]
+        if isinstance(stored, MediaError):
+            raise stored
+        return stored
 
     async def put_many(
         self, objects: Mapping[str, bytes], content_type: str

@@ -6,6 +6,7 @@ import base64
 import json
 import time
 import uuid
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -118,3 +119,30 @@ def test_a_finished_jobs_input_is_kept_in_the_media_store_and_not_in_redis(
     assert json.loads((settings.media_local_dir / key).read_bytes()) == body["input"]
     answer = client.get(f"/v1/jobs/{job_id}/input").json()
     assert answer["kept"] == "media" and answer["input"] == body["input"]
+
+
+def test_put_many_stores_each_object_and_reports_a_failed_one_without_raising(
+    tmp_path: Path, settings: Settings
+) -> None:
+    import asyncio
+
+    from service.media import LocalMediaStore, MediaError, StoredObject
+
+    store = LocalMediaStore(tmp_path, base_url="http://127.0.0.1:1", tokens=settings.media_tokens)
+    # A file where one object's folder would be: that write fails as a full disk's would.
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "job_blocked").write_bytes(b"")
+    objects = {f"jobs/job_{n}/input.json": f'{{"n": {n}}}'.encode() for n in range(3)}
+    objects["jobs/job_blocked/input.json"] = b"{}"
+
+    outcomes = asyncio.run(store.put_many(objects, "application/json"))
+
+    assert list(outcomes) == list(objects)
+    assert isinstance(outcomes["jobs/job_blocked/input.json"], MediaError)
+    for n in range(3):
+        key = f"jobs/job_{n}/input.json"
+        stored = outcomes[key]
+        assert isinstance(stored, StoredObject) and stored.size_bytes == len(objects[key])
+        assert (tmp_path / key).read_bytes() == objects[key]
+    # No partial files are left beside the objects, failed or not.
+    assert not [path for path in tmp_path.rglob(".*.part")]

@@ -222,3 +222,30 @@ def test_running_the_mirror_again_changes_nothing_and_tells_no_one_twice(
     again = s3_client.get(f"/v1/jobs/{job_id}").json()
     assert again["assets"] == first["assets"] and again["mirror"] == first["mirror"]
     assert len(callback_receiver.for_job(job_id)) == 1
+
+
+def test_put_many_stores_each_object_in_the_bucket_and_reports_failures_without_raising(
+    s3_settings: Settings,
+) -> None:
+    from service.media import MediaError, StoredObject, open_media_store
+
+    objects = {f"jobs/job_many{n}/input.json": f'{{"n": {n}}}'.encode() for n in range(20)}
+
+    async def put_all(settings: Settings) -> dict[str, StoredObject | MediaError]:
+        async with open_media_store(settings) as store:
+            return await store.put_many(objects, "application/json")
+
+    outcomes = run(put_all(s3_settings))
+    assert list(outcomes) == list(objects)
+    for key, data in objects.items():
+        stored = outcomes[key]
+        assert isinstance(stored, StoredObject), stored
+        assert run(object_digest(s3_settings, key))[:2] == (
+            len(data),
+            hashlib.sha256(data).hexdigest(),
+        )
+
+    missing_bucket = s3_settings.model_copy(update={"media_s3_bucket": "no-such-bucket"})
+    failed = run(put_all(missing_bucket))
+    assert list(failed) == list(objects)
+    assert all(isinstance(outcome, MediaError) for outcome in failed.values())
