@@ -18,7 +18,7 @@ from service.fal import FalQueueClient
 from service.fal_platform import FalPlatformClient
 from service.keys import RedisKeys
 from service.media import MediaStore, open_media_store
-from service.redisconn import warn_if_unauthenticated
+from service.redisconn import warn_if_unauthenticated, worker_redis
 from service.settings import Settings
 from service.store import JobStore
 
@@ -84,19 +84,23 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     )
     resources = contextlib.AsyncExitStack()
     media = await resources.enter_async_context(open_media_store(settings))
+    # vidhook's own steps on a client of their own, packing in C (service/redisconn.py);
+    # ARQ keeps its pool for its queue.
+    redis = worker_redis(settings)
+    resources.push_async_callback(redis.aclose)
     keys = RedisKeys(settings.redis_key_prefix, settings.arq_queue_name)
     ctx[CONTEXT_KEY] = WorkerContext(
         settings=settings,
         http=http,
         store=JobStore(
-            ctx["redis"],
+            redis,
             keys,
             job_retention_s=settings.job_retention_s,
             event_stream_maxlen=settings.event_stream_maxlen,
             job_deadline_s=settings.job_deadline_s,
             budget=settings.budget,
         ),
-        budgets=Budgets(ctx["redis"], keys, settings.budget),
+        budgets=Budgets(redis, keys, settings.budget),
         fal=FalQueueClient(
             http,
             queue_base_url=str(settings.fal_queue_base_url),
@@ -116,7 +120,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
             allow_private_targets=settings.callback_allow_private_targets,
             timeout_s=settings.callback_timeout_s,
         ),
-        deliveries=open_deliveries(ctx["redis"], keys, settings),
+        deliveries=open_deliveries(redis, keys, settings),
         media=media,
         resources=resources,
     )
