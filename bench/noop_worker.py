@@ -4,7 +4,8 @@
 
 The dispatch figure is divided by this worker's rate, measured in the same run, on the same
 Redis, with the same `max_jobs`, `poll_delay`, `keep_result`, event loop, log level and log
-format (ARQ logs two lines per task: formatted as vidhook's JSON lines, as in the worker).
+format (ARQ logs two lines per task: formatted as vidhook's JSON lines, as in the worker), and
+its start-up heap frozen as the worker's is (`gc.freeze`, workers/context.py).
 `noop` does nothing; `post` makes the one POST a submit is, with the `httpx.AsyncClient`
 settings of vidhook's worker (workers/context.py), to NOOP_POST_URL (the zero-latency
 bench/fakefal.py): the fair ceiling of a dispatch that must reach fal.
@@ -13,6 +14,7 @@ bench/fakefal.py): the fair ceiling of a dispatch that must reach fal.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 from typing import Any
@@ -56,6 +58,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         follow_redirects=False,
         trust_env=False,
     )
+    gc.freeze()
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:

@@ -24,9 +24,13 @@ def _fallback(value: object) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+# One encoder for every payload: `json.dumps` with options builds a new one on each call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_fallback)
+
+
 def serialize(data: dict[str, Any]) -> bytes:
     """ARQ's task or result dict (`t`, `f`, `a`, `k`, `et`, …) as compact JSON bytes."""
-    return json.dumps(data, separators=(",", ":"), default=_fallback).encode()
+    return _ENCODER.encode(data).encode()
 
 
 def deserialize(raw: bytes) -> dict[str, Any]:
