@@ -45,12 +45,13 @@ async def keep_inputs(ctx: dict[str, Any]) -> str:
         raws = await kept_inputs.inputs(due)
         # Nothing to copy for a job kept by an earlier run, or expired: it only leaves the list.
         with_input = {job_id: raw for job_id, raw in zip(due, raws, strict=True) if raw}
+        media_keys = {job_id: archive_key(job_id) for job_id in with_input}
         stored = await w.media.put_many(
-            {archive_key(job_id): raw for job_id, raw in with_input.items()}, CONTENT_TYPE
+            {media_keys[job_id]: raw for job_id, raw in with_input.items()}, CONTENT_TYPE
         )
         archived = dict.fromkeys(due, "")
-        for job_id in with_input:
-            key = await _archived_key(w, kept_inputs, job_id, stored[archive_key(job_id)])
+        for job_id, media_key in media_keys.items():
+            key = await _archived_key(w, kept_inputs, job_id, stored[media_key])
             if key is RELISTED:
                 del archived[job_id]
                 continue
